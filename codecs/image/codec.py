@@ -1,0 +1,178 @@
+"""The learned image codec: pixels <-> container bytes.
+
+``ImageCodec`` wires one model's transforms (run on CPU or CUDA, float) to its latent
+codec (exact fixed-point entropy path, CPU) and to the container.  Images of any size
+from 1x1 are padded by edge replication to a multiple of 64 and cropped after decoding.
+
+Channels: RGB is coded as is; grayscale is coded as RGB and returned as one channel;
+RGBA codes the colour lossy and the alpha plane *losslessly* in its own section.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..container import Container
+from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
+from ..entropy.tables import stack_rows
+from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+
+PAD = 64
+MAX_PIXELS = 200_000_000     # like Pillow's decompression-bomb guard: refuse larger images
+MAX_SIDE = 1 << 16
+
+
+def _alpha_table(hist: list[int]):
+    counts = np.asarray(hist, dtype=np.float64)
+    return stack_rows([np.append(counts / counts.sum(), 1e-12)], [0])
+
+
+def _encode_alpha(alpha: np.ndarray) -> tuple[bytes, list[int]]:
+    """Lossless alpha: left-neighbour differences mod 256, coded with their own histogram."""
+    diff = (alpha.astype(np.int16) - np.pad(alpha, ((0, 0), (1, 0)))[:, :-1]) % 256
+    hist = np.bincount(diff.ravel(), minlength=256).tolist()
+    enc = SymbolEncoder()
+    enc.encode(diff, np.zeros_like(diff), _alpha_table(hist))
+    return enc.finish(), hist
+
+
+def _decode_alpha(data: bytes, hist: list[int], h: int, w: int) -> np.ndarray:
+    if len(hist) != 256 or min(hist) < 0 or sum(hist) != h * w:
+        raise CorruptStreamError("ncodec file has an invalid alpha histogram")
+    diff = SymbolDecoder(data).decode(np.zeros((h, w), np.int64), _alpha_table(hist))
+    return (np.cumsum(diff, axis=1) % 256).astype(np.uint8)
+
+
+def as_image_array(image) -> tuple[np.ndarray, int]:
+    """Accept HxW, HxWxC uint8 arrays or CxH xW / 1xCxHxW float tensors in [0, 1];
+    return an HxWxC uint8 array (C in 1, 3, 4) and the channel count to restore."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
+            raise InputError(f"image tensor must be CxHxW or 1xCxHxW with C in 1, 3, 4; got {tuple(image.shape)}")
+        image = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise InputError(f"image arrays must be uint8 (got {a.dtype}); pass floats as a torch tensor in [0, 1]")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise InputError(f"image must be HxW, HxWx1, HxWx3 or HxWx4; got shape {a.shape}")
+    h, w = a.shape[:2]
+    if h < 1 or w < 1:
+        raise InputError("image is empty (zero width or height)")
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise InputError(f"image of {w}x{h} exceeds ncodec's limit of {MAX_PIXELS} pixels / {MAX_SIDE} per side")
+    return a, a.shape[2]
+
+
+class ImageCodec:
+    """A learned image codec (one model, every quality)."""
+
+    modality = "image"
+
+    def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = ""):
+        """``model`` provides ``g_a``, ``g_s``, ``gains(q)`` and ``config``; ``latent`` is a latent codec."""
+        self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
+        self.config = model.config
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        self.timings: dict[str, float] = {}
+
+    @property
+    def qualities(self) -> list[float]:
+        """Valid quality levels (1 = smallest files); hyperprior/slice models also take values between."""
+        return [float(q) for q in range(1, self.config.levels + 1)]
+
+    def _quality(self, quality) -> float:
+        q = float(self.config.levels if quality is None else quality)
+        if not 1 <= q <= self.config.levels:
+            raise UsageError(f"quality must be between 1 and {self.config.levels} for model {self.name!r}")
+        if self.config.arch == "factorized" and q != int(q):
+            raise UsageError("the factorized model only has integer qualities")
+        return q
+
+    def _gains(self, q: float):
+        return self.model.gains(torch.tensor([q - 1.0], device=self.device))
+
+    @torch.no_grad()
+    def encode(self, image, quality: float | None = None) -> bytes:
+        """Compress an image (see :func:`as_image_array`) into container bytes."""
+        q = self._quality(quality)
+        arr, channels = as_image_array(image)
+        h, w = arr.shape[:2]
+        rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
+        t0 = time.perf_counter()
+        x = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
+        x = F.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
+        gain, _ = self._gains(q)
+        y = self.model.g_a(x).float() * gain
+        t1 = time.perf_counter()
+        sections, _, _ = self.latent.compress(y, level=int(q) - 1)
+        self.timings = {"transform": t1 - t0, "entropy": time.perf_counter() - t1}
+        fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
+        if channels == 4:
+            sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
+        return Container("image", self.name, self.digest, fields, sections).to_bytes()
+
+    def check_stream(self, c: Container) -> None:
+        """Refuse streams made by another codec, model or weights, with a clear reason."""
+        if c.codec != "image":
+            raise ModelMismatchError(f"this is a {c.codec} stream, not an image stream")
+        if c.model != self.name:
+            raise ModelMismatchError(f"stream was made with image model {c.model!r}, not {self.name!r}")
+        if c.weights_digest != self.digest:
+            raise ModelMismatchError(
+                f"stream was made with different weights for model {self.name!r} "
+                f"(stream {c.weights_digest.hex()}, installed {self.digest.hex()}); decode it with those weights")
+
+    @torch.no_grad()
+    def decode(self, data: bytes | Container) -> np.ndarray:
+        """Container bytes -> HxWxC uint8 image (C as given to encode; grayscale as HxWx1)."""
+        c = data if isinstance(data, Container) else Container.from_bytes(data)
+        self.check_stream(c)
+        w, h, channels, qm = (c.require(k) for k in ("w", "h", "ch", "q"))
+        if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE and w * h <= MAX_PIXELS) or channels not in (1, 3, 4):
+            raise CorruptStreamError(f"ncodec file declares an invalid image size {w}x{h}x{channels}")
+        q = qm / 1000
+        if not 1 <= q <= self.config.levels:
+            raise CorruptStreamError("ncodec file declares an invalid quality")
+        ph, pw = h + (-h) % PAD, w + (-w) % PAD
+        shape = (1, self.config.M, ph // 16, pw // 16)
+        t0 = time.perf_counter()
+        try:
+            y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
+        except KeyError as exc:
+            raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
+        except EntropyCodingError as exc:
+            raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
+        t1 = time.perf_counter()
+        _, inv_gain = self._gains(q)
+        x_hat = self.model.g_s(y_hat.to(self.device) * inv_gain).float()[0, :, :h, :w]
+        out = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        self.timings = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
+        if channels == 1:
+            return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+        if channels == 4:
+            alpha = _decode_alpha(c.section("alpha"), c.fields.get("ahist", []), h, w)
+            return np.concatenate([out, alpha[:, :, None]], axis=2)
+        return out
+
+
+def latent_codec_for(model, priors: dict):
+    """The latent codec matching one of ncodec's own architectures."""
+    from .latent_codecs import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec
+
+    arch = model.config.arch
+    if arch == "factorized":
+        return FactorizedLatentCodec([priors[f"prior{i}"] for i in range(model.config.levels)])
+    if arch == "hyperprior":
+        return HyperpriorLatentCodec(model.h_a, model.h_s, priors["prior_z"])
+    if arch == "slice":
+        return SliceLatentCodec(model, priors["prior_z"])
+    raise ModelMismatchError(f"unknown image architecture {arch!r}")

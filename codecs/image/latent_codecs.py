@@ -1,0 +1,140 @@
+"""Latent codecs: the quantizer + entropy model + coder stage between the image transforms.
+
+Each one turns an analysis latent ``y`` into byte sections and back into the quantized
+latent ``y_hat`` (``compress`` / ``decompress``), in the composable style of CompressAI's
+``latent_codecs``.  Every number that reaches the range coder comes from exact fixed-point
+networks (:class:`ncodec.entropy.FixedPointNet`) evaluated on the CPU, so a stream encoded
+on one machine or device decodes bit-exactly on any other.  Only the reconstruction
+refinements (latent residual prediction) run in float on the transform device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder
+from ..entropy import from_fixed
+from ..entropy.fixedpoint import ACT_FRAC
+
+_ONE = float(1 << ACT_FRAC)
+
+
+def _symbols_to_fixed(symbols: np.ndarray, means_fixed: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(symbols).double() * _ONE + means_fixed
+
+
+def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
+    """Encoder side: round(y - mean) with the exact fixed-point mean."""
+    return torch.round(y.detach().double().cpu() - means_fixed / _ONE).long().numpy()
+
+
+class FactorizedLatentCodec:
+    """y coded directly with a per-channel factorized prior (one prior per quality level)."""
+
+    def __init__(self, priors: list[FactorizedPrior]):
+        self.priors = priors
+
+    def compress(self, y: torch.Tensor, level: int) -> tuple[dict, torch.Tensor, float]:
+        prior = self.priors[level]
+        sym = prior.quantize(y.cpu())
+        enc = SymbolEncoder()
+        prior.encode(enc, sym)
+        y_hat = from_fixed(prior.dequantize_fixed(sym))
+        return {"y": enc.finish()}, y_hat, prior.ideal_bits(sym)
+
+    def decompress(self, sections: dict, shape: tuple, level: int, device="cpu") -> torch.Tensor:
+        prior = self.priors[level]
+        dec = SymbolDecoder(sections["y"])
+        sym = prior.decode(dec, shape)
+        return from_fixed(prior.dequantize_fixed(sym))
+
+
+class HyperpriorLatentCodec:
+    """Mean-scale hyperprior: z with a factorized prior, y with Gaussians whose mean and
+    scale come from the fixed-point hyper synthesis.  ``layout`` names the order of the
+    hyper-synthesis outputs ("means,scales", "scales,means" or "scales"); ``abs_input`` feeds
+    |y| to the hyper analysis (Ballé 2018's scale hyperprior)."""
+
+    def __init__(self, h_a, h_s, z_prior: FactorizedPrior, layout: str = "means,scales", abs_input: bool = False):
+        self.h_a = (lambda y: h_a(y.abs())) if abs_input else h_a
+        self.h_s = FixedPointNet(h_s)
+        self.z_prior = z_prior
+        self.gaussian = GaussianConditional()
+        self.layout = layout
+
+    def _params(self, z_sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+        if self.layout == "scales":
+            return torch.zeros_like(out), out
+        a, b = out.chunk(2, dim=1)
+        return (a, b) if self.layout == "means,scales" else (b, a)
+
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, torch.Tensor, float]:
+        z_sym = self.z_prior.quantize(self.h_a(y).float())
+        means, scales = self._params(z_sym)
+        y_sym = _residual_symbols(y, means)
+        ez, ey = SymbolEncoder(), SymbolEncoder()
+        self.z_prior.encode(ez, z_sym)
+        self.gaussian.encode(ey, y_sym, scales)
+        bits = self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym, scales)
+        return {"z": ez.finish(), "y": ey.finish()}, from_fixed(_symbols_to_fixed(y_sym, means)), bits
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+        n, _, h, w = shape
+        dz = SymbolDecoder(sections["z"])
+        z_sym = self.z_prior.decode(dz, (n, len(self.z_prior.medians_fixed), h // 4, w // 4))
+        means, scales = self._params(z_sym)
+        dy = SymbolDecoder(sections["y"])
+        y_sym = self.gaussian.decode(dy, scales)
+        return from_fixed(_symbols_to_fixed(y_sym, means))
+
+
+class SliceLatentCodec:
+    """Channel-slice context model: slice i's mean and scale come (in fixed point) from the
+    hyper features and the slices before it; latent residual prediction refines the
+    reconstruction in float afterwards."""
+
+    def __init__(self, model, z_prior: FactorizedPrior):
+        self.h_a = model.h_a
+        self.h_s = FixedPointNet(model.h_s)
+        self.context = [FixedPointNet(net) for net in model.context]
+        self.lrp = model.lrp
+        self.offsets = model.offsets
+        self.z_prior = z_prior
+        self.gaussian = GaussianConditional()
+
+    def _refine(self, hyper_fixed: torch.Tensor, slices_fixed: list[torch.Tensor], device) -> torch.Tensor:
+        hyper = from_fixed(hyper_fixed).to(device)
+        coded = [from_fixed(s).to(device) for s in slices_fixed]
+        out = []
+        for i, y_i in enumerate(coded):
+            residual = self.lrp[i](torch.cat([hyper, *coded[: i + 1]], dim=1)).float()
+            out.append(y_i + 0.5 * torch.tanh(residual))
+        return torch.cat(out, dim=1)
+
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, torch.Tensor, float]:
+        z_sym = self.z_prior.quantize(self.h_a(y).float())
+        hyper = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+        ez, ey = SymbolEncoder(), SymbolEncoder()
+        self.z_prior.encode(ez, z_sym)
+        bits = self.z_prior.ideal_bits(z_sym)
+        coded = []
+        for i, ctx in enumerate(self.context):
+            means, scales = ctx(torch.cat([hyper, *coded], dim=1)).chunk(2, dim=1)
+            sym = _residual_symbols(y[:, self.offsets[i]:self.offsets[i + 1]], means)
+            self.gaussian.encode(ey, sym, scales)
+            bits += self.gaussian.ideal_bits(sym, scales)
+            coded.append(_symbols_to_fixed(sym, means))
+        return {"z": ez.finish(), "y": ey.finish()}, self._refine(hyper, coded, y.device), bits
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+        n, _, h, w = shape
+        dz = SymbolDecoder(sections["z"])
+        z_sym = self.z_prior.decode(dz, (n, len(self.z_prior.medians_fixed), h // 4, w // 4))
+        hyper = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+        dy = SymbolDecoder(sections["y"])
+        coded = []
+        for ctx in self.context:
+            means, scales = ctx(torch.cat([hyper, *coded], dim=1)).chunk(2, dim=1)
+            coded.append(_symbols_to_fixed(self.gaussian.decode(dy, scales), means))
+        return self._refine(hyper, coded, device)

@@ -1,0 +1,283 @@
+"""Learned image transform codecs built from CompressAI's layers.
+
+Three architectures share one skeleton (analysis transform -> gain -> quantizer ->
+entropy model -> inverse gain -> synthesis transform):
+
+* ``factorized``: Ballé et al. 2018 factorized prior (one learned density per channel).
+* ``hyperprior``: Minnen et al. 2018 mean-scale hyperprior (without spatial context).
+* ``slice``: a channel-slice context model (Minnen & Singh 2020 / ELIC-style uneven
+  slices), each slice's mean and scale predicted from the hyperprior and the slices
+  decoded before it, plus latent residual prediction for the reconstruction.
+
+Every model is variable-rate through *gain units* (Cui et al. 2021): one learned gain
+vector per quality level scales the latent before quantization and its inverse scales
+it back, so one set of weights serves every quality.  The hyperprior and slice models
+accept any real quality between two levels (gains are interpolated geometrically);
+the factorized model has one density per level and therefore only integer qualities.
+
+The modules here are the *training-time* models: they return likelihoods for the
+rate term.  Everything that feeds the range coder at inference is re-expressed in
+exact integer arithmetic by :mod:`ncodec.entropy.fixedpoint`, so only layer types it
+supports (Conv2d, ConvTranspose2d, ReLU, LeakyReLU) are used on those paths.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+
+# MSE lambdas (on 8-bit scale: loss = lambda * 255^2 * mse + bpp) of CompressAI's qualities 1-6.
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+SCALE_BOUND = 0.11
+
+
+@dataclass
+class ImageModelConfig:
+    """Everything needed to rebuild an image model; stored inside its weights file."""
+
+    arch: str
+    N: int = 128
+    M: int = 192
+    lambdas: tuple = DEFAULT_LAMBDAS
+    slices: tuple = ()          # slice model only: channels per slice, summing to M
+    hyper_channels: int = 0     # slice model only: width of the shared hyper features
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lambdas"] = list(self.lambdas)
+        d["slices"] = list(self.slices)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageModelConfig":
+        d = dict(d)
+        d["lambdas"] = tuple(d.get("lambdas", DEFAULT_LAMBDAS))
+        d["slices"] = tuple(d.get("slices", ()))
+        return cls(**d)
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+
+def conv(cin, cout, k=5, s=2):
+    return nn.Conv2d(cin, cout, k, stride=s, padding=k // 2)
+
+
+def deconv(cin, cout, k=5, s=2):
+    return nn.ConvTranspose2d(cin, cout, k, stride=s, padding=k // 2, output_padding=s - 1)
+
+
+def analysis_transform(N: int, M: int) -> nn.Sequential:
+    """x (3 channels) -> y (M channels) at 1/16 resolution, GDN nonlinearities."""
+    return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+
+
+def synthesis_transform(N: int, M: int) -> nn.Sequential:
+    """y_hat (M channels) -> x_hat (3 channels), inverse GDN nonlinearities."""
+    return nn.Sequential(
+        deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+        deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+    )
+
+
+def hyper_analysis(M: int, N: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
+    )
+
+
+def hyper_synthesis(N: int, cout: int) -> nn.Sequential:
+    """z_hat -> entropy parameters.  Runs in fixed point at inference (see module doc)."""
+    mid = (N + cout) // 2
+    return nn.Sequential(
+        deconv(N, N), nn.LeakyReLU(inplace=True), deconv(N, mid), nn.LeakyReLU(inplace=True),
+        conv(mid, cout, 3, 1),
+    )
+
+
+def context_net(cin: int, cout: int) -> nn.Sequential:
+    """Slice context: (hyper features, previous slices) -> (mean, scale) of one slice."""
+    return nn.Sequential(
+        conv(cin, 128, 3, 1), nn.LeakyReLU(inplace=True), conv(128, 96, 3, 1), nn.LeakyReLU(inplace=True),
+        conv(96, cout, 3, 1),
+    )
+
+
+def lrp_net(cin: int, cout: int) -> nn.Sequential:
+    """Latent residual prediction (reconstruction path only, never feeds the coder)."""
+    return nn.Sequential(
+        conv(cin, 128, 3, 1), nn.GELU(), conv(128, 64, 3, 1), nn.GELU(), conv(64, cout, 3, 1),
+    )
+
+
+def noisy_or_rounded(x: torch.Tensor, training: bool) -> torch.Tensor:
+    """Additive uniform noise in training (rate proxy), rounding otherwise."""
+    if training:
+        return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+    return torch.round(x)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(v - 0.5 < Y < v + 0.5) for a zero-mean Gaussian, computed in float32."""
+    values = values.float().abs()
+    scales = scales.float().clamp_min(SCALE_BOUND)
+    c = 1.0 / math.sqrt(2.0)
+    upper = torch.special.erfc(c * (values - 0.5) / scales)
+    lower = torch.special.erfc(c * (values + 0.5) / scales)
+    return (0.5 * (upper - lower)).clamp_min(1e-9)
+
+
+class ImageModel(nn.Module):
+    """Shared skeleton: transforms, gain units and the rate/distortion bookkeeping."""
+
+    def __init__(self, config: ImageModelConfig):
+        super().__init__()
+        self.config = config
+        L, M = config.levels, config.M
+        self.g_a = analysis_transform(config.N, M)
+        self.g_s = synthesis_transform(config.N, M)
+        # Quantization step ~ lambda^-1/2, so gains start proportional to sqrt(lambda).
+        init = 0.5 * torch.tensor(config.lambdas).log()
+        self.log_gain = nn.Parameter((init - init.mean())[:, None].repeat(1, M))
+        self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
+
+    # -- gains -------------------------------------------------------------------------
+    def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample gain and inverse gain, shape (B, M, 1, 1); quality in [0, L-1]."""
+        q = quality.clamp(0, self.config.levels - 1).float()
+        lo = q.floor().long().clamp(max=self.config.levels - 2) if self.config.levels > 1 else q.long() * 0
+        t = (q - lo.float())[:, None]
+        hi = (lo + 1).clamp(max=self.config.levels - 1)
+
+        def interp(table):
+            return torch.exp(table[lo] * (1 - t) + table[hi] * t)[:, :, None, None]
+
+        return interp(self.log_gain), interp(self.log_inv_gain)
+
+    def lambdas_for(self, quality: torch.Tensor) -> torch.Tensor:
+        lam = torch.tensor(self.config.lambdas, device=quality.device).log()
+        q = quality.clamp(0, self.config.levels - 1)
+        lo = q.floor().long().clamp(max=max(self.config.levels - 2, 0))
+        hi = (lo + 1).clamp(max=self.config.levels - 1)
+        t = q - lo.float()
+        return torch.exp(lam[lo] * (1 - t) + lam[hi] * t)
+
+    def aux_loss(self) -> torch.Tensor:
+        return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+
+class FactorizedModel(ImageModel):
+    """Ballé 2018 factorized prior; one entropy bottleneck per quality level."""
+
+    def __init__(self, config: ImageModelConfig):
+        super().__init__(config)
+        self.priors = nn.ModuleList(EntropyBottleneck(config.M) for _ in range(config.levels))
+
+    def forward(self, x, quality):
+        gain, inv_gain = self.gains(quality)
+        y = self.g_a(x).float() * gain
+        level = quality.round().long()
+        y_hat = torch.empty_like(y)
+        likelihoods = torch.empty_like(y)
+        for lv in level.unique().tolist():
+            sel = level == lv
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                _, lik = self.priors[lv](y[sel])
+            likelihoods[sel] = lik
+            medians = self.priors[lv]._get_medians().detach()
+            y_hat[sel] = ste_round(y[sel] - medians) + medians
+        x_hat = self.g_s(y_hat * inv_gain)
+        return {"x_hat": x_hat, "likelihoods": [likelihoods]}
+
+
+class HyperpriorModel(ImageModel):
+    """Minnen 2018 mean-scale hyperprior (no autoregressive context)."""
+
+    def __init__(self, config: ImageModelConfig):
+        super().__init__(config)
+        N, M = config.N, config.M
+        self.h_a = hyper_analysis(M, N)
+        self.h_s = hyper_synthesis(N, 2 * M)
+        self.z_prior = EntropyBottleneck(N)
+
+    def forward(self, x, quality):
+        gain, inv_gain = self.gains(quality)
+        y = self.g_a(x).float() * gain
+        z = self.h_a(y)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z_hat, z_lik = self.z_prior(z.float())
+            params = self.h_s(z_hat)
+        means, scales = params.chunk(2, dim=1)
+        y_lik = gaussian_likelihood(noisy_or_rounded(y - means, self.training), scales)
+        y_hat = ste_round(y - means) + means
+        x_hat = self.g_s(y_hat * inv_gain)
+        return {"x_hat": x_hat, "likelihoods": [y_lik, z_lik]}
+
+
+class SliceModel(ImageModel):
+    """Channel-slice context model with uneven slices and latent residual prediction."""
+
+    def __init__(self, config: ImageModelConfig):
+        super().__init__(config)
+        N, M, H = config.N, config.M, config.hyper_channels
+        assert sum(config.slices) == M, "slice sizes must add up to M"
+        self.h_a = hyper_analysis(M, N)
+        self.h_s = hyper_synthesis(N, H)
+        self.z_prior = EntropyBottleneck(N)
+        offsets = [0]
+        for s in config.slices:
+            offsets.append(offsets[-1] + s)
+        self.offsets = offsets
+        self.context = nn.ModuleList(context_net(H + offsets[i], 2 * s) for i, s in enumerate(config.slices))
+        self.lrp = nn.ModuleList(lrp_net(H + offsets[i + 1], s) for i, s in enumerate(config.slices))
+
+    def forward(self, x, quality):
+        gain, inv_gain = self.gains(quality)
+        y = self.g_a(x).float() * gain
+        z = self.h_a(y)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z_hat, z_lik = self.z_prior(z.float())
+            hyper = self.h_s(z_hat)
+        coded, recon, liks = [], [], []
+        for i, s in enumerate(self.config.slices):
+            y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                params = self.context[i](torch.cat([hyper, *coded], dim=1))
+            means, scales = params.chunk(2, dim=1)
+            liks.append(gaussian_likelihood(noisy_or_rounded(y_i - means, self.training), scales))
+            y_hat_i = ste_round(y_i - means) + means
+            coded.append(y_hat_i)
+            residual = self.lrp[i](torch.cat([hyper, *coded], dim=1)).float()
+            recon.append(y_hat_i + 0.5 * torch.tanh(residual))
+        x_hat = self.g_s(torch.cat(recon, dim=1) * inv_gain)
+        return {"x_hat": x_hat, "likelihoods": [torch.cat(liks, dim=1), z_lik]}
+
+
+ARCHITECTURES = {"factorized": FactorizedModel, "hyperprior": HyperpriorModel, "slice": SliceModel}
+
+PRESETS = {
+    "factorized": ImageModelConfig(arch="factorized", N=128, M=192),
+    "hyperprior": ImageModelConfig(arch="hyperprior", N=128, M=192),
+    "slice": ImageModelConfig(arch="slice", N=192, M=320, slices=(16, 16, 32, 64, 192), hyper_channels=160),
+}
+
+
+def build_model(config: ImageModelConfig) -> ImageModel:
+    """Instantiate the training-time model for a config."""
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown image architecture {config.arch!r}; choose from {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[config.arch](config)

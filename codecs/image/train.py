@@ -1,0 +1,201 @@
+"""Rate-distortion training of the image models (``ncodec train image``).
+
+Random crops from a folder of images, one random quality per sample (gain units make
+one model cover every rate), loss = lambda(q) * 255^2 * MSE + bpp.  CPU runs use
+channels_last + bf16 autocast; CUDA runs use bf16 autocast.  Entropy-parameter paths
+and likelihoods always run in float32.  Checkpoints are written atomically every few
+minutes and a run restarted with the same ``--out`` resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .models import PRESETS, ImageModelConfig, build_model
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class TrainOptions:
+    arch: str
+    data: Path
+    out: Path
+    steps: int = 100_000
+    batch: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    device: str = "cpu"
+    max_minutes: float = 0.0      # schedule length in wall time across resumes; 0 = use steps only
+    stop_after_minutes: float = 0.0  # end this invocation early (checkpointed, resumable); 0 = no limit
+    lr_drop_at: float = 0.85      # fraction of the run after which the lr is divided by 10
+    checkpoint_seconds: float = 300.0
+    seed: int = 0
+    export: Path | None = None
+    init: Path | None = None      # warm start: copy matching tensors from this weights file
+    amp: bool | None = None       # bf16 autocast; default on for CUDA, off on CPU
+    threads: int = 0              # CPU threads (0 = torch default)
+
+
+class CropSampler:
+    """Holds decoded training images in RAM and draws random flipped crops from them."""
+
+    def __init__(self, folder: Path, crop: int, rng: random.Random):
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"no training images found under {folder}")
+        self.images = []
+        for path in tqdm(files, desc="loading images", unit="img", leave=False):
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                short = min(im.size)
+                if short < crop:
+                    scale = crop / short
+                    im = im.resize((math.ceil(im.width * scale), math.ceil(im.height * scale)), Image.BICUBIC)
+                self.images.append(np.asarray(im))
+        self.crop = crop
+        self.rng = rng
+
+    def batch(self, n: int) -> torch.Tensor:
+        c = self.crop
+        out = np.empty((n, c, c, 3), dtype=np.uint8)
+        for i in range(n):
+            img = self.images[self.rng.randrange(len(self.images))]
+            top = self.rng.randrange(img.shape[0] - c + 1)
+            left = self.rng.randrange(img.shape[1] - c + 1)
+            patch = img[top:top + c, left:left + c]
+            if self.rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            out[i] = patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def rd_loss(model, out: dict, x: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-batch loss, mean bpp and mean PSNR of one forward pass."""
+    pixels = x.shape[2] * x.shape[3]
+    mse = (out["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
+    bits = sum(-torch.log2(lik).sum(dim=tuple(range(1, lik.dim()))) for lik in out["likelihoods"])
+    bpp = bits / pixels
+    loss = (model.lambdas_for(quality) * 255**2 * mse + bpp).mean()
+    psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()
+    return loss, bpp.mean(), psnr
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(opts: TrainOptions) -> Path:
+    """Train (or resume) a model; returns the checkpoint path.  Exports weights if asked."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    rng = random.Random(opts.seed)
+    device = torch.device(opts.device)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = opts.out / "checkpoint.pt"
+
+    config = PRESETS[opts.arch]
+    model = build_model(config).to(device).to(memory_format=torch.channels_last)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(main_params, lr=opts.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    step, elapsed_before = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        if "optimizer" in state:  # weights-only checkpoints restart the optimizer state
+            optimizer.load_state_dict(state["optimizer"])
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
+        step, elapsed_before = state["step"], state["elapsed"]
+        rng.seed(opts.seed + step)
+        torch.manual_seed(opts.seed + step)
+        print(f"resuming {opts.arch} from step {step}")
+    elif opts.init is not None:
+        from .weights import load_weights
+        source = load_weights(opts.init).model.state_dict()
+        own = model.state_dict()
+        copied = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape and not k.startswith("priors")}
+        model.load_state_dict(copied, strict=False)
+        print(f"warm start from {opts.init}: {len(copied)} tensors")
+
+    sampler = CropSampler(opts.data, opts.crop, rng)
+    amp = device.type == "cuda" if opts.amp is None else opts.amp
+    levels = config.levels
+    started = time.monotonic()
+    last_ckpt = started
+
+    def progress() -> float:
+        frac = step / opts.steps
+        if opts.max_minutes:
+            frac = max(frac, (elapsed_before + time.monotonic() - started) / (60 * opts.max_minutes))
+        return frac
+
+    def checkpoint():
+        _save_atomic({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "aux_optimizer": aux_optimizer.state_dict(), "step": step,
+            "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict(),
+        }, ckpt_path)
+
+    model.train()
+    bar = tqdm(total=opts.steps, initial=step, desc=f"train {opts.arch}", unit="step", dynamic_ncols=True)
+    log = open(opts.out / "log.jsonl", "a")
+    def session_over() -> bool:
+        return bool(opts.stop_after_minutes) and time.monotonic() - started > 60 * opts.stop_after_minutes
+
+    while step < opts.steps and progress() < 1.0 and not session_over():
+        lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if config.arch == "factorized":
+            quality = torch.randint(0, levels, (opts.batch,), device=device).float()
+        else:
+            quality = torch.rand(opts.batch, device=device) * (levels - 1)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(x, quality)
+        loss, bpp, psnr = rd_loss(model, out, x, quality)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        optimizer.step()
+        aux = model.aux_loss()
+        aux_optimizer.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_optimizer.step()
+        step += 1
+        bar.update(1)
+        if step % 20 == 0:
+            stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
+                     "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
+            bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
+            if step % 200 == 0:
+                log.write(json.dumps(stats) + "\n")
+                log.flush()
+        if time.monotonic() - last_ckpt > opts.checkpoint_seconds:
+            checkpoint()
+            last_ckpt = time.monotonic()
+    bar.close()
+    checkpoint()
+    log.close()
+    if opts.export is not None:
+        from .weights import export_model
+        model.eval()
+        export_model(model.cpu().float(), opts.export, extra={"trained_steps": step, "train_data": str(opts.data)})
+        print(f"exported {opts.export}")
+    return ckpt_path

@@ -1,0 +1,96 @@
+"""Exact integer evaluation of the networks that produce entropy-model parameters.
+
+A learned codec's decoder recomputes the coder's probabilities with a network; if its
+float result differs by one ulp from the encoder's (another CPU, a GPU, another thread
+count), the range decoder desynchronises.  :class:`FixedPointNet` removes that failure:
+it re-expresses a trained stack of Conv2d / ConvTranspose2d / ReLU / LeakyReLU layers in
+fixed point and evaluates it with float64 tensors that only ever hold integers whose
+partial sums stay below 2**52.  Every product and every sum is then exact, so the
+result is the same integer for any summation order, BLAS, thread count or device.
+
+Conventions: activations are integers in Q``ACT_FRAC`` (value = int / 2**ACT_FRAC),
+clamped to +-2**ACT_CLAMP_BITS real units; weights are rounded per layer to the finest
+power-of-two scale that keeps the worst-case accumulator below 2**52.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ACT_FRAC = 10
+ACT_CLAMP_BITS = 14
+_ACC_LIMIT_BITS = 52
+_MAX_WEIGHT_FRAC = 24
+_SLOPE_FRAC = 16
+
+
+def to_fixed(x: torch.Tensor) -> torch.Tensor:
+    """Float tensor -> float64 tensor of integers in Q ACT_FRAC (rounding half to even)."""
+    return torch.round(x.double() * (1 << ACT_FRAC))
+
+
+def from_fixed(x: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """Q ACT_FRAC integers -> real values (exact for |x| < 2**(24-ACT_FRAC) in float32)."""
+    return (x / (1 << ACT_FRAC)).to(dtype)
+
+
+class _FixedLayer:
+    def __init__(self, layer: nn.Module):
+        self.kind = type(layer).__name__
+        self.layer = layer
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            w = layer.weight.detach().double()
+            # Worst case |acc| <= max|a| * sum|w| over everything one output can see.
+            if isinstance(layer, nn.Conv2d):
+                l1 = w.abs().sum(dim=(1, 2, 3)).max().item()
+            else:
+                l1 = w.abs().sum(dim=(0, 2, 3)).max().item()
+            act_bits = ACT_FRAC + ACT_CLAMP_BITS
+            frac = _ACC_LIMIT_BITS - 1 - act_bits - max(0, math.ceil(math.log2(max(l1, 1e-12))))
+            self.frac = int(min(frac, _MAX_WEIGHT_FRAC))
+            if self.frac < 4:
+                raise ValueError(f"layer {layer} has weights too large for exact fixed-point evaluation")
+            self.weight = torch.round(w * 2.0**self.frac)
+            b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0 if self.kind == "Conv2d" else 1])
+            self.bias = torch.round(b * 2.0 ** (self.frac + ACT_FRAC)).view(1, -1, 1, 1)
+        elif isinstance(layer, nn.LeakyReLU):
+            self.slope = round(layer.negative_slope * (1 << _SLOPE_FRAC))
+        elif not isinstance(layer, nn.ReLU):
+            raise TypeError(f"{type(layer).__name__} is not supported in fixed-point entropy paths")
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        L = self.layer
+        if self.kind == "Conv2d":
+            acc = F.conv2d(a, self.weight.to(a.device), None, L.stride, L.padding, L.dilation, L.groups)
+        elif self.kind == "ConvTranspose2d":
+            acc = F.conv_transpose2d(a, self.weight.to(a.device), None, L.stride, L.padding,
+                                     L.output_padding, L.groups, L.dilation)
+        elif self.kind == "ReLU":
+            return a.clamp_min(0)
+        else:  # LeakyReLU
+            return torch.where(a < 0, torch.floor(a * self.slope / (1 << _SLOPE_FRAC)), a)
+        acc = acc + self.bias.to(a.device)
+        limit = float(1 << (ACT_FRAC + ACT_CLAMP_BITS))
+        return torch.floor(acc / 2.0**self.frac).clamp_(-limit, limit)
+
+
+class FixedPointNet:
+    """A trained ``nn.Sequential`` evaluated in exact integer arithmetic (see module doc)."""
+
+    def __init__(self, net: nn.Sequential):
+        self.layers = [_FixedLayer(m) for m in net]
+
+    @torch.no_grad()
+    def __call__(self, x_fixed: torch.Tensor) -> torch.Tensor:
+        """Q ACT_FRAC integer input (float64) -> Q ACT_FRAC integer output (float64)."""
+        if x_fixed.dtype != torch.float64:
+            raise TypeError("fixed-point input must be a float64 tensor of integers")
+        a = x_fixed
+        # cuDNN may pick FFT/Winograd algorithms, which are not exact; the native kernels are.
+        with torch.backends.cudnn.flags(enabled=False), torch.backends.mkldnn.flags(enabled=False):
+            for layer in self.layers:
+                a = layer(a)
+        return a

@@ -1,0 +1,101 @@
+"""Entropy models as the coder sees them: per-channel factorized priors and
+Gaussian scale conditionals, both reduced to :class:`TableSet` rows plus the rule that
+maps each latent element to its row.
+
+These classes hold no trainable parameters; they are built from trained CompressAI
+modules (``EntropyBottleneck``) or from a scale grid, and their tables are stored with
+the model weights so that every machine codes with the very same numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .coder import SymbolDecoder, SymbolEncoder
+from .fixedpoint import ACT_FRAC
+from .tables import TableSet, gaussian_scale_table, gaussian_tables, scale_thresholds, stack_rows
+
+MAX_FACTORIZED_SUPPORT = 4096
+
+
+class FactorizedPrior:
+    """One learned density per channel; symbols are ``round(x - median)``.
+
+    Medians live on the fixed-point grid (multiples of 2**-ACT_FRAC) so that the
+    dequantized value ``symbol + median`` is exact in fixed point and in float32.
+    """
+
+    def __init__(self, tables: TableSet, medians_fixed: np.ndarray):
+        self.tables = tables
+        self.medians_fixed = np.asarray(medians_fixed, dtype=np.int64)
+
+    @classmethod
+    @torch.no_grad()
+    def from_bottleneck(cls, bottleneck, tail_mass: float = 1e-9) -> "FactorizedPrior":
+        """Tabulate a trained CompressAI ``EntropyBottleneck``."""
+        q = bottleneck.quantiles.detach().double()[:, 0, :]
+        medians_fixed = torch.round(q[:, 1] * (1 << ACT_FRAC)).long()
+        medians = medians_fixed.double() / (1 << ACT_FRAC)
+        lo = torch.floor(q[:, 0] - medians).long().clamp(min=-MAX_FACTORIZED_SUPPORT // 2)
+        hi = torch.ceil(q[:, 2] - medians).long().clamp(max=MAX_FACTORIZED_SUPPORT // 2)
+        width = int((hi - lo).max()) + 1
+        k = lo[:, None] + torch.arange(width)[None, :]
+        values = (k.double() + medians[:, None]).float().unsqueeze(1).to(bottleneck.quantiles.device)
+        lik = bottleneck._likelihood(values)[0][:, 0].double().cpu().numpy()
+        rows = []
+        for c in range(q.shape[0]):
+            p = lik[c, : int(hi[c] - lo[c]) + 1]
+            rows.append(np.append(p, max(1.0 - p.sum(), tail_mass)))
+        return cls(stack_rows(rows, lo.tolist()), medians_fixed.numpy())
+
+    def channel_index(self, shape: tuple) -> np.ndarray:
+        """Row index of every element of an (N, C, H, W) latent."""
+        n, c, h, w = shape
+        return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), (n, c, h, w))
+
+    def quantize(self, x: torch.Tensor) -> np.ndarray:
+        """Encoder side: latent -> integer symbols."""
+        med = torch.from_numpy(self.medians_fixed).to(x.device).double().view(1, -1, 1, 1) / (1 << ACT_FRAC)
+        return torch.round(x.double() - med).long().cpu().numpy()
+
+    def dequantize_fixed(self, symbols: np.ndarray) -> torch.Tensor:
+        """Symbols -> latent in fixed point (float64 integers, Q ACT_FRAC)."""
+        s = torch.from_numpy(np.asarray(symbols, dtype=np.int64))
+        med = torch.from_numpy(self.medians_fixed).view(1, -1, 1, 1)
+        return (s * (1 << ACT_FRAC) + med).double()
+
+    def encode(self, enc: SymbolEncoder, symbols: np.ndarray) -> None:
+        enc.encode(symbols, self.channel_index(symbols.shape), self.tables)
+
+    def decode(self, dec: SymbolDecoder, shape: tuple) -> np.ndarray:
+        return dec.decode(self.channel_index(shape), self.tables)
+
+    def ideal_bits(self, symbols: np.ndarray) -> float:
+        return self.tables.ideal_bits(symbols, self.channel_index(symbols.shape))
+
+
+class GaussianConditional:
+    """Zero-mean discretised Gaussians on a fixed scale grid; symbols are ``round(y - mean)``.
+
+    The row for each element is chosen from a fixed-point scale by integer thresholds,
+    so encoder and decoder agree exactly whenever their fixed-point scales agree.
+    """
+
+    def __init__(self, levels: int = 64):
+        self.scales = gaussian_scale_table(levels)
+        self.tables = gaussian_tables(self.scales)
+        self.thresholds = torch.from_numpy(scale_thresholds(self.scales, ACT_FRAC)).double()
+
+    def index(self, scales_fixed: torch.Tensor) -> np.ndarray:
+        """Fixed-point scales (float64 integers) -> row indices."""
+        return torch.searchsorted(self.thresholds, scales_fixed.cpu().contiguous(), right=True).numpy()
+
+    def encode(self, enc: SymbolEncoder, symbols: np.ndarray, scales_fixed: torch.Tensor) -> None:
+        enc.encode(symbols, self.index(scales_fixed), self.tables)
+
+    def decode(self, dec: SymbolDecoder, scales_fixed: torch.Tensor) -> np.ndarray:
+        return dec.decode(self.index(scales_fixed), self.tables)
+
+    def ideal_bits(self, symbols: np.ndarray, scales_fixed: torch.Tensor) -> float:
+        return self.tables.ideal_bits(symbols, self.index(scales_fixed))
+

@@ -1,0 +1,62 @@
+"""The ncodec command line end to end, including its error handling."""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ncodec.cli import main
+from conftest import natural_image
+
+
+def write_png(path: Path, h=40, w=56):
+    Image.fromarray(natural_image(h, w)).save(path)
+    return path
+
+
+def test_encode_info_decode(tmp_path, capsys):
+    src = write_png(tmp_path / "a.png")
+    assert main(["encode", str(src), str(tmp_path / "a.ncz"), "-q", "4", "--device", "cpu"]) == 0
+    assert main(["info", str(tmp_path / "a.ncz")]) == 0
+    out = capsys.readouterr().out
+    assert "hyperprior" in out and "section  y" in out and "bpp" in out
+    assert main(["decode", str(tmp_path / "a.ncz"), str(tmp_path / "b.png"), "--device", "cpu"]) == 0
+    assert np.asarray(Image.open(tmp_path / "b.png")).shape == (40, 56, 3)
+
+
+def test_no_overwrite_without_force(tmp_path, capsys):
+    src = write_png(tmp_path / "a.png")
+    dst = tmp_path / "a.ncz"
+    dst.write_bytes(b"precious")
+    assert main(["encode", str(src), str(dst)]) == 6
+    assert dst.read_bytes() == b"precious"
+    assert "already exists" in capsys.readouterr().err
+    assert main(["encode", str(src), str(dst), "--force"]) == 0
+    assert dst.read_bytes()[:4] == b"\x89NCZ"
+
+
+def test_errors_are_one_line_with_distinct_codes(tmp_path, capsys):
+    bad = tmp_path / "bad.ncz"
+    bad.write_bytes(b"\x89NCZ" + bytes(40))
+    assert main(["decode", str(bad), str(tmp_path / "x.png")]) == 4
+    assert not (tmp_path / "x.png").exists()
+    assert main(["decode", str(tmp_path / "missing.ncz"), str(tmp_path / "x.png")]) == 3
+    (tmp_path / "notimage.png").write_bytes(b"not a png")
+    assert main(["encode", str(tmp_path / "notimage.png"), str(tmp_path / "n.ncz")]) == 3
+    assert main(["encode", str(write_png(tmp_path / "a.png")), str(tmp_path / "a.ncz"), "--model", "nope"]) == 2
+    assert main(["encode", str(tmp_path / "a.png"), str(tmp_path / "no_dir" / "a.ncz")]) == 6
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert all(line.startswith("ncodec") for line in err.strip().splitlines())
+
+
+def test_batch_keeps_going(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_png(src / "a.png")
+    write_png(src / "b.png", 20, 30)
+    (src / "c.png").write_bytes(b"broken")
+    assert main(["encode", str(src), str(tmp_path / "out")]) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.ncz", "b.ncz"]
+    assert main(["decode", str(tmp_path / "out"), str(tmp_path / "png")]) == 0
+    assert len(list((tmp_path / "png").iterdir())) == 2

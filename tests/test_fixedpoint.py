@@ -1,0 +1,62 @@
+"""The fixed-point entropy path gives bit-identical parameters whatever the float setup."""
+import numpy as np
+import torch
+from torch import nn
+
+from ncodec.entropy import FixedPointNet, to_fixed
+from ncodec.image.models import hyper_synthesis
+
+
+def make_net(seed=0):
+    torch.manual_seed(seed)
+    net = hyper_synthesis(32, 48)
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    return net.eval()
+
+
+def test_thread_count_does_not_change_results():
+    net = FixedPointNet(make_net())
+    x = to_fixed(torch.randn(1, 32, 7, 9) * 5)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = net(x)
+        torch.set_num_threads(2)
+        b = net(x)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a, b)
+
+
+def test_outputs_are_integers_and_exact():
+    net = FixedPointNet(make_net(1))
+    x = to_fixed(torch.randn(1, 32, 5, 6) * 3)
+    y = net(x)
+    assert torch.equal(y, torch.round(y))
+    # evaluating the same integers with another memory layout gives the same bits
+    y2 = net(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(y, y2)
+
+
+def test_one_ulp_perturbation_of_inputs_is_absorbed():
+    net = FixedPointNet(make_net(2))
+    z = torch.round(torch.randn(1, 32, 6, 6) * 4)  # quantized latents are integers
+    x = to_fixed(z)
+    x_perturbed = to_fixed(torch.nextafter(z, z + 1))
+    assert torch.equal(net(x), net(x_perturbed))
+
+
+def test_batch_position_does_not_matter():
+    net = FixedPointNet(make_net(3))
+    x = to_fixed(torch.randn(3, 32, 4, 5))
+    full = net(x)
+    for i in range(3):
+        assert torch.equal(full[i:i + 1], net(x[i:i + 1]))
+
+
+def test_unsupported_layer_is_rejected():
+    import pytest
+
+    with pytest.raises(TypeError):
+        FixedPointNet(nn.Sequential(nn.Conv2d(2, 2, 3), nn.GELU()))
