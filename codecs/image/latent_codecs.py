@@ -28,6 +28,12 @@ def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
     return torch.round(y.detach().double().cpu() - means_fixed / _ONE).long().numpy()
 
 
+def _decode_z(z_prior: FactorizedPrior, sections: dict, y_shape: tuple) -> np.ndarray:
+    """Hyper-latent symbols; z has 1/4 of y's resolution."""
+    n, _, h, w = y_shape
+    return z_prior.decode(SymbolDecoder(sections["z"]), (n, len(z_prior.medians_fixed), h // 4, w // 4))
+
+
 class FactorizedLatentCodec:
     """y coded directly with a per-channel factorized prior (one prior per quality level)."""
 
@@ -42,11 +48,13 @@ class FactorizedLatentCodec:
         y_hat = from_fixed(prior.dequantize_fixed(sym))
         return {"y": enc.finish()}, y_hat, prior.ideal_bits(sym)
 
-    def decompress(self, sections: dict, shape: tuple, level: int, device="cpu") -> torch.Tensor:
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        """The exact quantized latent (fixed point), before any float refinement."""
         prior = self.priors[level]
-        dec = SymbolDecoder(sections["y"])
-        sym = prior.decode(dec, shape)
-        return from_fixed(prior.dequantize_fixed(sym))
+        return prior.dequantize_fixed(prior.decode(SymbolDecoder(sections["y"]), shape))
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+        return from_fixed(self.decode_quantized(sections, shape, level))
 
 
 class HyperpriorLatentCodec:
@@ -79,14 +87,13 @@ class HyperpriorLatentCodec:
         bits = self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym, scales)
         return {"z": ez.finish(), "y": ey.finish()}, from_fixed(_symbols_to_fixed(y_sym, means)), bits
 
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        """The exact quantized latent (fixed point)."""
+        means, scales = self._params(_decode_z(self.z_prior, sections, shape))
+        return _symbols_to_fixed(self.gaussian.decode(SymbolDecoder(sections["y"]), scales), means)
+
     def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
-        n, _, h, w = shape
-        dz = SymbolDecoder(sections["z"])
-        z_sym = self.z_prior.decode(dz, (n, len(self.z_prior.medians_fixed), h // 4, w // 4))
-        means, scales = self._params(z_sym)
-        dy = SymbolDecoder(sections["y"])
-        y_sym = self.gaussian.decode(dy, scales)
-        return from_fixed(_symbols_to_fixed(y_sym, means))
+        return from_fixed(self.decode_quantized(sections, shape, level))
 
 
 class SliceLatentCodec:
@@ -127,14 +134,16 @@ class SliceLatentCodec:
             coded.append(_symbols_to_fixed(sym, means))
         return {"z": ez.finish(), "y": ey.finish()}, self._refine(hyper, coded, y.device), bits
 
-    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
-        n, _, h, w = shape
-        dz = SymbolDecoder(sections["z"])
-        z_sym = self.z_prior.decode(dz, (n, len(self.z_prior.medians_fixed), h // 4, w // 4))
-        hyper = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, list]:
+        """Exact fixed-point hyper features and quantized slices, before latent residual prediction."""
+        hyper = self.h_s(self.z_prior.dequantize_fixed(_decode_z(self.z_prior, sections, shape)))
         dy = SymbolDecoder(sections["y"])
         coded = []
         for ctx in self.context:
             means, scales = ctx(torch.cat([hyper, *coded], dim=1)).chunk(2, dim=1)
             coded.append(_symbols_to_fixed(self.gaussian.decode(dy, scales), means))
+        return hyper, coded
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+        hyper, coded = self.decode_quantized(sections, shape, level)
         return self._refine(hyper, coded, device)

@@ -45,6 +45,7 @@ class TrainOptions:
     init: Path | None = None      # warm start: copy matching tensors from this weights file
     amp: bool | None = None       # bf16 autocast; default on for CUDA, off on CPU
     threads: int = 0              # CPU threads (0 = torch default)
+    prior_lr_scale: float = 1.0   # lr multiplier for the learned densities (e.g. 10 after a warm start)
 
 
 class CropSampler:
@@ -109,9 +110,13 @@ def train(opts: TrainOptions) -> Path:
 
     config = PRESETS[opts.arch]
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=opts.lr)
+    named = dict(model.named_parameters())
+    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
+    prior_params = [p for n, p in named.items() if "prior" in n and not n.endswith(".quantiles")]
+    other_params = [p for n, p in named.items() if "prior" not in n]
+    main_params = other_params + prior_params
+    optimizer = torch.optim.Adam([{"params": other_params, "scale": 1.0},
+                                  {"params": prior_params, "scale": opts.prior_lr_scale}], lr=opts.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
     step, elapsed_before = 0, 0.0
     if ckpt_path.exists():
@@ -160,7 +165,7 @@ def train(opts: TrainOptions) -> Path:
     while step < opts.steps and progress() < 1.0 and not session_over():
         lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         if config.arch == "factorized":
