@@ -1,39 +1,64 @@
-"""Bjøntegaard deltas (VCEG-M33) with piecewise cubic (PCHIP) interpolation."""
+"""Bjøntegaard deltas (VCEG-M33) with piecewise cubic interpolation.
+
+Like the common ``bd_rate(R1, PSNR1, R2, PSNR2, piecewise=1)`` implementations: each curve is
+interpolated with a PCHIP over log-rate (natural log), and the gap between the two interpolants is
+averaged over the interval where both curves are defined. PCHIP integrals are taken exactly rather
+than by sampling, which differs from the trapezoid versions only in the last decimals."""
 from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 
-def _curve(x, y):
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.size < 2:
-        raise ValueError("a rate-distortion curve needs at least two (rate, quality) points")
+def _curve(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if x.size != y.size:
+        raise ValueError(f"{what}: {x.size} rates but {y.size} quality values")
+    if x.size < 2:
+        raise ValueError(f"{what}: a rate-distortion curve needs at least 2 points, got {x.size}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{what}: rates and quality values must be finite (lossless points give inf PSNR)")
     order = np.argsort(x)
     x, y = x[order], y[order]
     if np.any(np.diff(x) <= 0):
-        raise ValueError("curve has repeated values on its interpolation axis")
+        raise ValueError(f"{what}: repeated value {x[:-1][np.diff(x) <= 0][0]:.6g} on the interpolation axis")
     return x, y
 
 
-def _mean_gap(x1, y1, x2, y2) -> float:
-    """Average of (y2 - y1) over the overlapping x interval of two PCHIP-interpolated curves."""
-    x1, y1 = _curve(x1, y1)
-    x2, y2 = _curve(x2, y2)
+def _mean_gap(x1, y1, x2, y2, what: str) -> float:
+    """Mean of (curve 2 - curve 1) over the common x interval of two PCHIP-interpolated curves."""
+    x1, y1 = _curve(x1, y1, f"{what}, anchor curve")
+    x2, y2 = _curve(x2, y2, f"{what}, test curve")
     lo, hi = max(x1[0], x2[0]), min(x1[-1], x2[-1])
     if hi <= lo:
-        raise ValueError("the two curves do not overlap in quality/rate; no Bjøntegaard delta exists")
-    i1 = PchipInterpolator(x1, y1).integrate(lo, hi)
-    i2 = PchipInterpolator(x2, y2).integrate(lo, hi)
-    return float((i2 - i1) / (hi - lo))
+        raise ValueError(f"{what}: the curves do not overlap (anchor spans {x1[0]:.4g}..{x1[-1]:.4g}, "
+                         f"test {x2[0]:.4g}..{x2[-1]:.4g}), so no Bjøntegaard delta exists")
+    area1 = PchipInterpolator(x1, y1).integrate(lo, hi)
+    area2 = PchipInterpolator(x2, y2).integrate(lo, hi)
+    return float((area2 - area1) / (hi - lo))
+
+
+def _log_rate(rate, what: str) -> np.ndarray:
+    rate = np.asarray(rate, dtype=np.float64)
+    if np.any(rate <= 0):
+        raise ValueError(f"{what}: rates must be positive")
+    return np.log(rate)
 
 
 def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
-    """Average bitrate difference (%) of the test curve against the anchor at equal quality."""
-    gap = _mean_gap(psnr_anchor, np.log(rate_anchor), psnr_test, np.log(rate_test))
-    return float((np.exp(gap) - 1.0) * 100.0)
+    """Bjøntegaard delta rate in percent: the test curve's mean rate change at equal quality.
+
+    Negative means the test codec needs fewer bits than the anchor. Rates may be bpp or kbps (any
+    positive unit, the same for both curves). Raises ValueError for curves of fewer than 2 points,
+    non-finite values, or quality ranges that do not overlap."""
+    gap = _mean_gap(psnr_anchor, _log_rate(rate_anchor, "BD-rate anchor"), psnr_test,
+                    _log_rate(rate_test, "BD-rate test"), "BD-rate")
+    return float(np.expm1(gap) * 100.0)
 
 
 def bd_psnr(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
-    """Average quality difference (dB) of the test curve against the anchor at equal rate."""
-    return _mean_gap(np.log(rate_anchor), psnr_anchor, np.log(rate_test), psnr_test)
+    """Bjøntegaard delta PSNR in dB: the test curve's mean quality change at equal rate.
+
+    Positive means the test codec is better. Raises ValueError like :func:`bd_rate`."""
+    return _mean_gap(_log_rate(rate_anchor, "BD-PSNR anchor"), psnr_anchor, _log_rate(rate_test, "BD-PSNR test"),
+                     psnr_test, "BD-PSNR")

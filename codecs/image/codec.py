@@ -144,13 +144,16 @@ class ImageCodec:
             raise CorruptStreamError("ncodec file declares an invalid quality")
         ph, pw = h + (-h) % PAD, w + (-w) % PAD
         shape = (1, self.config.M, ph // 16, pw // 16)
-        t0 = time.perf_counter()
         try:
-            y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
+            return self._decode(c, shape, q, h, w, channels)
         except KeyError as exc:
             raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
         except EntropyCodingError as exc:
             raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
+
+    def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
         t1 = time.perf_counter()
         _, inv_gain = self._gains(q)
         x_hat = self.model.g_s(y_hat.to(self.device) * inv_gain).float()[0, :, :h, :w]
@@ -159,7 +162,7 @@ class ImageCodec:
         if channels == 1:
             return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         if channels == 4:
-            alpha = _decode_alpha(c.section("alpha"), c.fields.get("ahist", []), h, w)
+            alpha = _decode_alpha(c.section("alpha"), c.require("ahist", list), h, w)
             return np.concatenate([out, alpha[:, :, None]], axis=2)
         return out
 
