@@ -202,6 +202,14 @@ def _add_eval_commands(sub):
     ev.add_argument("--workers", type=int, default=2)
     ev.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     ev.set_defaults(func=cmd_eval)
+    b = sub.add_parser("bench", help="image codec speed (transform vs entropy time) and coder overhead")
+    b.add_argument("folder")
+    b.add_argument("--models", default="factorized,hyperprior,slice")
+    b.add_argument("--quality", type=float, default=3.0)
+    b.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    b.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    b.add_argument("--json", default=None, help="also write the report here")
+    b.set_defaults(func=cmd_bench)
     pl = sub.add_parser("plot", help="draw RD curves from CompressAI-layout JSON files")
     pl.add_argument("json", nargs="+")
     pl.add_argument("-o", "--output", required=True, help="PNG or SVG")
@@ -219,6 +227,19 @@ def cmd_eval(a) -> int:
     summary = run_image_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), per_image=a.per_image,
                              anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference])
     print((Path(a.out) / "bdrate.md").read_text() if (Path(a.out) / "bdrate.md").exists() else summary)
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .eval.bench import bench_image, format_report
+
+    folder = Path(a.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    report = bench_image(folder, a.models.split(","), quality=a.quality, device=a.device or "cpu", limit=a.limit)
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2))
+    print(format_report(report))
     return 0
 
 

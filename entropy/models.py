@@ -32,15 +32,23 @@ class FactorizedPrior:
     @classmethod
     @torch.no_grad()
     def from_bottleneck(cls, bottleneck, tail_mass: float = 1e-9) -> "FactorizedPrior":
-        """Tabulate a trained CompressAI ``EntropyBottleneck``."""
+        """Tabulate a trained CompressAI ``EntropyBottleneck``.
+
+        The support of each channel is found from the learned density itself (where its
+        cumulative leaves ``tail_mass / 2`` on either side), not from the bottleneck's
+        auxiliary quantiles, which converge slowly in training."""
         q = bottleneck.quantiles.detach().double()[:, 0, :]
         medians_fixed = torch.round(q[:, 1] * (1 << ACT_FRAC)).long()
         medians = medians_fixed.double() / (1 << ACT_FRAC)
-        lo = torch.floor(q[:, 0] - medians).long().clamp(min=-MAX_FACTORIZED_SUPPORT // 2)
-        hi = torch.ceil(q[:, 2] - medians).long().clamp(max=MAX_FACTORIZED_SUPPORT // 2)
+        half = MAX_FACTORIZED_SUPPORT // 2
+        k = torch.arange(-half, half + 1, dtype=torch.float64)
+        edges = (medians[:, None] + k[None, :] + 0.5).float().unsqueeze(1).to(bottleneck.quantiles.device)
+        cdf = torch.sigmoid(bottleneck._logits_cumulative(edges, stop_gradient=True))[:, 0].double().cpu()
+        lo = (cdf < tail_mass / 2).sum(dim=1) - half      # first k whose upper edge holds mass
+        hi = half - (cdf > 1 - tail_mass / 2).sum(dim=1) + 1
         width = int((hi - lo).max()) + 1
-        k = lo[:, None] + torch.arange(width)[None, :]
-        values = (k.double() + medians[:, None]).float().unsqueeze(1).to(bottleneck.quantiles.device)
+        kk = lo[:, None] + torch.arange(width)[None, :]
+        values = (kk.double() + medians[:, None]).float().unsqueeze(1).to(bottleneck.quantiles.device)
         lik = bottleneck._likelihood(values)[0][:, 0].double().cpu().numpy()
         rows = []
         for c in range(q.shape[0]):

@@ -32,7 +32,7 @@ def ms_ssim_scales(height: int, width: int) -> int:
 
 
 def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
-    """MS-SSIM of two uint8 HxWx3 images (data range 255, mean over the RGB channels).
+    """MS-SSIM of two uint8 HxWx3 images (float32, data range 255, mean over the RGB channels).
 
     Images with both sides over 160 px get the standard 5-scale MS-SSIM (pytorch_msssim.ms_ssim,
     as CompressAI reports it). Smaller images get as many scales as fit (4 above 80 px, 3 above
@@ -43,13 +43,13 @@ def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
     scales = ms_ssim_scales(*ref.shape[:2])
     if scales == 0:
         return float("nan")
-    x, y = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].double() for a in (ref, test))
+    x, y = (torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None] for a in (ref, test))
     if scales == len(_WEIGHTS):
         return float(_ms_ssim(x, y, data_range=255))
     # pytorch_msssim.ms_ssim insists on 5 scales; this is its loop cut to the scales that fit.
-    weights = torch.tensor(_WEIGHTS[:scales], dtype=x.dtype)
+    weights = torch.tensor(_WEIGHTS[:scales])
     weights = weights / weights.sum()
-    win = _fspecial_gauss_1d(_WIN, 1.5).to(x.dtype).repeat([x.shape[1], 1, 1, 1])
+    win = _fspecial_gauss_1d(_WIN, 1.5).repeat([x.shape[1], 1, 1, 1])
     factors = []
     for level in range(scales):
         ssim, cs = _ssim(x, y, win=win, data_range=255, size_average=False)

@@ -1,7 +1,7 @@
-"""Rate-distortion plots of any CompressAI-layout JSON files."""
+"""Rate-distortion plots of CompressAI-layout JSON files (and the anchors' ``{name: [[bpp, psnr]]}`` files)."""
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -9,24 +9,41 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .rd_image import read_curves  # noqa: E402
+
+_LABELS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-rgb": "MS-SSIM (RGB)", "ms-ssim-db-rgb": "MS-SSIM (dB)",
+           "encoding_time": "encoding time (s)", "decoding_time": "decoding time (s)"}
+
 
 def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | None = None) -> Path:
-    """Draw every curve (bpp vs ``metric``) into one PNG or SVG, chosen by suffix."""
+    """Draw bpp against ``metric`` for every curve of the given JSON files into one PNG or SVG.
+
+    The format follows ``out_path``'s suffix. Curves without ``metric`` are skipped with a warning;
+    raises ValueError when none has it or the suffix is neither .png nor .svg."""
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"plot to a .png or .svg file, not {out_path.name!r}")
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    for p in json_paths:
-        data = json.loads(Path(p).read_text())
-        r = data["results"]
-        if metric not in r:
-            raise ValueError(f"{p} has no {metric!r} results")
-        pts = sorted(zip(r["bpp"], r[metric]))
-        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", ms=3, label=data.get("name", Path(p).stem))
+    drawn = 0
+    for path in json_paths:
+        for name, res in read_curves(path).items():
+            if metric not in res:
+                warnings.warn(f"{path}: curve {name!r} has no {metric!r} values; skipped", stacklevel=2)
+                continue
+            points = sorted(zip(res["bpp"], res[metric]))
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", ms=3, label=name)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ValueError(f"no curve with {metric!r} values in {', '.join(map(str, json_paths))}")
     ax.set_xlabel("bits per pixel")
-    ax.set_ylabel({"psnr-rgb": "PSNR RGB (dB)", "ms-ssim-rgb": "MS-SSIM"}.get(metric, metric))
+    ax.set_ylabel(_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path)
     plt.close(fig)
-    return Path(out_path)
+    return out_path

@@ -1,136 +1,233 @@
-"""Rate-distortion sweeps of image codecs over a folder, written in CompressAI's JSON layout,
-with a Bjøntegaard-delta table against an anchor codec."""
+"""Rate-distortion sweeps of image codecs over a folder of images.
+
+Writes one JSON per codec in CompressAI's results layout, plus a Bjøntegaard-delta table
+(``bdrate.md``, ``bdrate.csv``) against an anchor curve. Classical codecs run in worker processes;
+ncodec's learned codecs run in this process through the public API only (``ncodec.load_codec``)."""
 from __future__ import annotations
 
+import csv
+import functools
 import json
+import math
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from .bdrate import bd_psnr, bd_rate
-from .classical import classical_codecs
+from .classical import CLASSICAL_CODECS, get_codec
 from .metrics import bpp, ms_ssim, psnr
 
-IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm"}
+IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
+RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+NCODEC_PREFIX = "ncodec:"
 
 
-def load_images(folder: Path) -> dict[str, np.ndarray]:
-    """Lossless images of a folder as RGB uint8 arrays, by file name."""
-    from PIL import Image
-
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def find_images(image_dir: Path) -> list[Path]:
+    """The lossless images (PNG, BMP, TIFF, PPM) of a folder, sorted by name."""
+    files = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"no lossless images (png, bmp, tiff, ppm) in {folder}")
-    return {p.name: np.asarray(Image.open(p).convert("RGB")) for p in files}
+        raise ValueError(f"no lossless images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
+    return files
 
 
-def measure(codec, image: np.ndarray, quality) -> dict:
-    """Encode + decode one image at one setting; bytes from the real stream."""
+def read_image(path: Path) -> np.ndarray:
+    """An image file as a uint8 HxWx3 RGB array (grey and alpha images are converted)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def measure(codec, image: np.ndarray, quality: float) -> dict:
+    """Encode and decode one image at one quality: bytes of the real stream, bpp, PSNR, MS-SSIM, seconds."""
     t0 = time.perf_counter()
-    data = codec.encode(image, quality)
+    data = codec.encode(image, quality=quality)
     t1 = time.perf_counter()
     out = codec.decode(data)
     t2 = time.perf_counter()
+    out = np.asarray(out)
+    if out.shape != image.shape or out.dtype != np.uint8:
+        raise ValueError(f"decoder returned {out.dtype} {out.shape} for a uint8 {image.shape} input")
     h, w = image.shape[:2]
     return {"bytes": len(data), "bpp": bpp(len(data), h, w), "psnr-rgb": psnr(image, out),
             "ms-ssim-rgb": ms_ssim(image, out), "encoding_time": t1 - t0, "decoding_time": t2 - t1}
 
 
-def _classical_job(args):
-    name, image, quality = args
-    return measure(classical_codecs()[name], image, quality)
+# Worker-process state: each worker reads the images once, then runs (codec, quality, image) jobs.
+_worker_images: list[np.ndarray] = []
+_worker_codec = functools.lru_cache(maxsize=None)(get_codec)
 
 
-def resolve_codecs(names: list[str]) -> list[str]:
-    """Expand ``ncodec:*`` and check every name."""
-    import ncodec
+def _init_worker(paths: list[Path]) -> None:
+    import torch
 
-    out, known = [], classical_codecs()
-    for n in names:
-        if n == "ncodec:*":
-            out += [f"ncodec:{c}" for c in ncodec.list_codecs("image")]
-        elif n.startswith("ncodec:") or n in known:
-            out.append(n)
-        else:
-            raise ValueError(f"unknown codec {n!r}; classical codecs here: {', '.join(known)}; or ncodec:NAME")
-    return out
+    torch.set_num_threads(1)  # MS-SSIM in every worker: one thread each, or they fight over the cores
+    _worker_images[:] = [read_image(p) for p in paths]
 
 
-def _summarise(name: str, qualities: list, rows: dict, per_image: bool) -> dict:
-    keys = ["bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"]
-    results = {k: [float(np.mean([r[k] for r in rows[q]])) for q in qualities] for k in keys}
-    out = {"name": name, "description": f"measured by ncodec eval over {len(rows[qualities[0]])} images",
-           "results": {"quality": list(qualities), **results}}
-    if per_image:
-        out["per_image"] = {str(q): rows[q] for q in qualities}
-    return out
+def _classical_job(name: str, quality: float, index: int) -> dict:
+    return measure(_worker_codec(name), _worker_images[index], quality)
+
+
+def read_curves(path: Path) -> dict[str, dict]:
+    """RD curves of a JSON file, as ``{name: {"bpp": [...], "psnr-rgb": [...], ...}}``.
+
+    Reads CompressAI's layout (``{"name": ..., "results": {"bpp": [...], ...}}``) and the layout
+    of ``shared/anchors/kodak_pillow_classical.json`` (``{name: [[bpp, psnr-rgb], ...]}``)."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict) and isinstance(data.get("results"), dict):
+        return {str(data.get("name") or Path(path).stem): data["results"]}
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        try:
+            return {name: {"bpp": [float(p[0]) for p in pts], "psnr-rgb": [float(p[1]) for p in pts]}
+                    for name, pts in data.items()}
+        except (TypeError, IndexError, ValueError):
+            pass
+    raise ValueError(f"{path}: neither CompressAI's results layout nor a {{name: [[bpp, psnr], ...]}} mapping")
 
 
 def bd_table(curves: dict[str, dict], anchor: str) -> list[dict]:
-    """BD-rate / BD-PSNR of every curve against the anchor (rows sorted best first)."""
-    a = curves[anchor]["results"]
+    """BD-rate (%) and BD-PSNR (dB, PSNR-RGB) of every curve against ``curves[anchor]``, best first.
+
+    A curve that cannot be compared (no PSNR, no overlap) gets nan and a ``note`` saying why."""
+    ref = curves[anchor]
     rows = []
-    for name, c in curves.items():
-        r = c["results"]
+    for name, res in curves.items():
+        row = {"codec": name, "bd_rate_pct": math.nan, "bd_psnr_db": math.nan, "note": "",
+               "bpp_min": min(res["bpp"]), "bpp_max": max(res["bpp"])}
         try:
-            rate, dpsnr = bd_rate(a["bpp"], a["psnr-rgb"], r["bpp"], r["psnr-rgb"]), \
-                bd_psnr(a["bpp"], a["psnr-rgb"], r["bpp"], r["psnr-rgb"])
-        except ValueError:
-            rate = dpsnr = float("nan")
-        rows.append({"codec": name, "bd_rate_pct": rate, "bd_psnr_db": dpsnr,
-                     "bpp_min": min(r["bpp"]), "bpp_max": max(r["bpp"])})
-    return sorted(rows, key=lambda x: (np.isnan(x["bd_rate_pct"]), x["bd_rate_pct"]))
+            if "psnr-rgb" not in res:
+                raise ValueError("no psnr-rgb values")
+            args = (ref["bpp"], ref["psnr-rgb"], res["bpp"], res["psnr-rgb"])
+            row["bd_rate_pct"], row["bd_psnr_db"] = bd_rate(*args), bd_psnr(*args)
+        except ValueError as e:
+            row["note"] = str(e)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (math.isnan(r["bd_rate_pct"]), r["bd_rate_pct"]))
 
 
 def write_bd_table(rows: list[dict], anchor: str, out_dir: Path) -> None:
-    md = [f"| codec | BD-rate vs {anchor} | BD-PSNR (dB) | bpp range |", "|---|---|---|---|"]
-    csv = ["codec,bd_rate_pct,bd_psnr_db,bpp_min,bpp_max"]
+    """Write ``bdrate.md`` and ``bdrate.csv`` (codec, BD-rate %, BD-PSNR dB, bpp range) into out_dir."""
+    md = [f"BD-rate and BD-PSNR (PSNR-RGB, piecewise cubic) against **{anchor}**; negative BD-rate is better.", "",
+          "| codec | BD-rate (%) | BD-PSNR (dB) | bpp range |", "|---|---:|---:|---|"]
+    notes = []
     for r in rows:
-        md.append(f"| {r['codec']} | {r['bd_rate_pct']:+.1f} % | {r['bd_psnr_db']:+.2f} | "
-                  f"{r['bpp_min']:.3f}-{r['bpp_max']:.3f} |")
-        csv.append(f"{r['codec']},{r['bd_rate_pct']:.3f},{r['bd_psnr_db']:.4f},{r['bpp_min']:.4f},{r['bpp_max']:.4f}")
-    (out_dir / "bdrate.md").write_text("\n".join(md) + "\n")
-    (out_dir / "bdrate.csv").write_text("\n".join(csv) + "\n")
+        if r["note"]:
+            notes.append(f"- {r['codec']}: {r['note']}")
+            cells = "n/a | n/a"
+        else:
+            cells = f"{r['bd_rate_pct']:+.2f} | {r['bd_psnr_db']:+.3f}"
+        md.append(f"| {r['codec']} | {cells} | {r['bpp_min']:.3f} - {r['bpp_max']:.3f} |")
+    (out_dir / "bdrate.md").write_text("\n".join(md + ([""] + notes if notes else [])) + "\n")
+    with open(out_dir / "bdrate.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["codec", "bd_rate_pct", "bd_psnr_db", "bpp_min", "bpp_max", "note"])
+        for r in rows:
+            vals = ["" if math.isnan(r[k]) else f"{r[k]:.4f}" for k in ("bd_rate_pct", "bd_psnr_db")]
+            w.writerow([r["codec"], *vals, f"{r['bpp_min']:.4f}", f"{r['bpp_max']:.4f}", r["note"]])
 
 
-def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image: bool = False, anchor: str = "avif",
-                   workers: int = 2, progress: bool = True, reference_jsons=(), qualities: dict | None = None) -> dict:
-    """Sweep codecs over a folder; write one JSON per codec plus bdrate.md/csv; return the curves."""
+def _load_codecs(names: list[str]) -> dict[str, object]:
+    """Codec objects by name; expands ``ncodec:*`` and fails before any work on an unknown name."""
     import ncodec
 
-    images = load_images(image_dir)
-    names = resolve_codecs(codecs)
+    out = {}
+    for name in names:
+        if name == NCODEC_PREFIX + "*":
+            for n in ncodec.list_codecs(modality="image"):
+                out[NCODEC_PREFIX + n] = ncodec.load_codec(n)
+        elif name.startswith(NCODEC_PREFIX):
+            out[name] = ncodec.load_codec(name[len(NCODEC_PREFIX):])
+        elif name in CLASSICAL_CODECS:
+            out[name] = get_codec(name)
+        else:
+            raise ValueError(f"unknown codec {name!r}: use one of {', '.join(CLASSICAL_CODECS)}, "
+                             f"{NCODEC_PREFIX}NAME or {NCODEC_PREFIX}*")
+    return out
+
+
+def _describe(name: str, codec) -> str:
+    if name.startswith(NCODEC_PREFIX):
+        return f"ncodec {name[len(NCODEC_PREFIX):]}: {getattr(codec, 'description', '')}".rstrip(": ")
+    return codec.description
+
+
+def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image: bool = False,
+                   anchor: str | None = "avif", workers: int = 2, progress: bool = True,
+                   reference_jsons: list[Path] = (), qualities: dict[str, list[float]] | None = None) -> dict:
+    """Sweep ``codecs`` over every image of ``image_dir`` and write the results into ``out_dir``.
+
+    ``codecs`` holds classical names (jpeg, webp, avif, jpeg2000, jxl), ``ncodec:NAME`` or ``ncodec:*``.
+    Each quality's point is the mean over images of per-image bpp, PSNR-RGB, MS-SSIM and encode/decode
+    seconds, written as ``<codec>.json`` (``:`` becomes ``-``) in CompressAI's layout, with the sweep's
+    settings under ``results["quality"]`` and, if ``per_image``, every measurement in a ``per_image``
+    list. ``qualities`` overrides a codec's default sweep by name. Classical codecs run in ``workers``
+    processes (their timings then share the CPU; 0 runs them here); ncodec codecs run here, one
+    image at a time.
+    ``reference_jsons`` adds published curves (see :func:`read_curves`) to the BD table, whose anchor
+    may be a measured codec or a reference curve (None: no table).
+
+    Returns ``{"images": n, "json": {codec: path}, "curves": {name: results}, "bdrate": rows}``."""
+    if workers < 0:
+        raise ValueError("workers must be 0 (run everything in this process) or more")
+    paths = find_images(image_dir)
+    references: dict[str, dict] = {}
+    for ref in reference_jsons:
+        references.update(read_curves(ref))
+    loaded = _load_codecs(list(codecs))
+    clash = set(references) & set(loaded)
+    if clash:
+        raise ValueError(f"reference curves named like measured codecs: {', '.join(sorted(clash))}")
+    if anchor is not None and anchor not in loaded and anchor not in references:
+        raise ValueError(f"anchor {anchor!r} is neither among the codecs nor the reference curves")
+    qualities = dict(qualities or {})
+    if set(qualities) - set(loaded):
+        raise ValueError(f"qualities given for codecs not in the sweep: {', '.join(set(qualities) - set(loaded))}")
+    sweeps = {name: list(qualities.get(name, codec.qualities)) for name, codec in loaded.items()}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    known = classical_codecs()
-    curves = {}
-    for name in names:
-        codec = ncodec.load_codec(name.split(":", 1)[1]) if name.startswith("ncodec:") else known[name]
-        qs = list((qualities or {}).get(name, codec.qualities))
-        jobs = [(q, img_name) for q in qs for img_name in images]
-        bar = tqdm(total=len(jobs), desc=name, unit="img", disable=not progress)
-        rows = {q: [] for q in qs}
-        if name in known:
-            # spawn, not fork: forking a process that already runs torch's thread pools can deadlock
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = pool.map(_classical_job, [(name, images[i], q) for q, i in jobs])
-                for (q, img_name), r in zip(jobs, results):
-                    rows[q].append({"image": img_name, **r})
-                    bar.update(1)
-        else:
-            for q, img_name in jobs:
-                rows[q].append({"image": img_name, **measure(codec, images[img_name], q)})
+
+    rows: dict[str, list[dict]] = {name: [] for name in loaded}
+    bar = tqdm(total=sum(len(q) for q in sweeps.values()) * len(paths), unit="img", disable=not progress)
+    pooled = [n for n in loaded if workers and not n.startswith(NCODEC_PREFIX)]
+    in_process = [n for n in loaded if n not in pooled]
+    images = [read_image(p) for p in paths] if in_process else []
+    for name in in_process:
+        bar.set_description(name)
+        for q in sweeps[name]:
+            for p, img in zip(paths, images):
+                rows[name].append({"image": p.name, "quality": q, **measure(loaded[name], img, q)})
                 bar.update(1)
-        bar.close()
-        curves[name] = _summarise(name, qs, rows, per_image)
-        (out_dir / f"{name.replace(':', '-')}.json").write_text(json.dumps(curves[name], indent=2))
-    for ref in reference_jsons:
-        data = json.loads(Path(ref).read_text())
-        curves[f"{data.get('name', Path(ref).stem)} (reference)"] = data
-    if anchor in curves:
-        write_bd_table(bd_table(curves, anchor), anchor, out_dir)
-    return curves
+    if pooled:
+        bar.set_description(", ".join(pooled))
+        # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(paths,)) as pool:
+            jobs = {pool.submit(_classical_job, name, q, i): (name, q, i)
+                    for name in pooled for q in sweeps[name] for i in range(len(paths))}
+            for fut in as_completed(jobs):
+                name, q, i = jobs[fut]
+                rows[name].append({"image": paths[i].name, "quality": q, **fut.result()})
+                bar.update(1)
+    bar.close()
+
+    summary = {"images": len(paths), "json": {}, "curves": {}, "bdrate": []}
+    for name, codec in loaded.items():
+        by_q = {q: [r for r in rows[name] if r["quality"] == q] for q in sweeps[name]}
+        results = {"quality": sweeps[name]}
+        results.update({k: [float(np.mean([r[k] for r in by_q[q]])) for q in sweeps[name]] for k in RESULT_KEYS})
+        doc = {"name": name, "description": f"{_describe(name, codec)}; mean over {len(paths)} images of "
+                                            f"{Path(image_dir).name}", "results": results}
+        if per_image:
+            doc["per_image"] = sorted(rows[name], key=lambda r: (sweeps[name].index(r["quality"]), r["image"]))
+        path = out_dir / f"{name.replace(':', '-')}.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        summary["json"][name], summary["curves"][name] = str(path), results
+    summary["curves"].update(references)
+    if anchor is not None:
+        summary["bdrate"] = bd_table(summary["curves"], anchor)
+        write_bd_table(summary["bdrate"], anchor, out_dir)
+    return summary

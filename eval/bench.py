@@ -1,0 +1,91 @@
+"""``ncodec bench``: speed of the image codecs split into transform and entropy time, and
+the range coder's overhead against the entropy model's ideal bit count, on real images."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .rd_image import find_images, read_image
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def bench_image(folder: Path, models: list[str], quality: float = 3.0, device: str = "cpu", limit: int = 0) -> dict:
+    """Per model: MP/s for encode and decode, time split, and coded vs ideal bits."""
+    import ncodec
+    from ncodec.container import Container
+
+    paths = find_images(folder)[: limit or None]
+    images = {p.name: read_image(p) for p in paths}
+    names = list(images)
+    report = {"machine": machine(), "quality": quality, "device": device, "images": len(names), "models": {}}
+    for model in models:
+        codec = ncodec.load_codec(model, device=device)
+        codec.decode(codec.encode(images[names[0]][:64, :64], quality))  # warm-up
+        acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "enc_transform_s": 0.0, "enc_entropy_s": 0.0,
+               "dec_transform_s": 0.0, "dec_entropy_s": 0.0, "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0}
+        for name in tqdm(names, desc=f"bench {model}", unit="img"):
+            img = images[name]
+            t0 = time.perf_counter()
+            data = codec.encode(img, quality)
+            t1 = time.perf_counter()
+            enc_t = dict(codec.timings)
+            codec.decode(data)
+            t2 = time.perf_counter()
+            acc["pixels"] += img.shape[0] * img.shape[1]
+            acc["enc_s"] += t1 - t0
+            acc["dec_s"] += t2 - t1
+            acc["enc_transform_s"] += enc_t["transform"]
+            acc["enc_entropy_s"] += enc_t["entropy"]
+            acc["dec_transform_s"] += codec.timings["transform"]
+            acc["dec_entropy_s"] += codec.timings["entropy"]
+            acc["file_bits"] += 8 * len(data)
+            c = Container.from_bytes(data)
+            acc["coded_bits"] += 8 * (len(c.sections["y"]) + len(c.sections.get("z", b"")))
+            acc["ideal_bits"] += _ideal_bits(codec, img, quality)
+        mp = acc["pixels"] / 1e6
+        report["models"][model] = {
+            "encode_MP_per_s": mp / acc["enc_s"], "decode_MP_per_s": mp / acc["dec_s"],
+            "encode_entropy_share": acc["enc_entropy_s"] / acc["enc_s"],
+            "decode_entropy_share": acc["dec_entropy_s"] / acc["dec_s"],
+            "coder_overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1),
+            "container_overhead_pct": 100 * (acc["file_bits"] / acc["coded_bits"] - 1),
+            "bpp": acc["file_bits"] / acc["pixels"], **acc}
+    return report
+
+
+@torch.no_grad()
+def _ideal_bits(codec, img: np.ndarray, quality: float) -> float:
+    """The entropy model's own ideal bit count (-log2 of its tables) for this image."""
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.array(img)).to(codec.device).permute(2, 0, 1)[None].float() / 255
+    h, w = img.shape[:2]
+    x = F.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
+    gain, _ = codec.model.gains(torch.tensor([quality - 1.0], device=codec.device))
+    y = codec.model.g_a(x).float() * gain
+    return codec.latent.compress(y, level=int(quality) - 1)[2]
+
+
+def format_report(report: dict) -> str:
+    lines = [f"machine: {json.dumps(report['machine'])}; quality {report['quality']}, {report['images']} images",
+             "| model | encode MP/s | decode MP/s | entropy share enc/dec | coder overhead | container overhead | bpp |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in report["models"].items():
+        lines.append(f"| {name} | {m['encode_MP_per_s']:.3f} | {m['decode_MP_per_s']:.3f} | "
+                     f"{100 * m['encode_entropy_share']:.0f} % / {100 * m['decode_entropy_share']:.0f} % | "
+                     f"{m['coder_overhead_pct']:+.4f} % | {m['container_overhead_pct']:+.2f} % | {m['bpp']:.4f} |")
+    return "\n".join(lines)
