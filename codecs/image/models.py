@@ -173,6 +173,13 @@ class ImageModel(nn.Module):
         t = q - lo.float()
         return torch.exp(lam[lo] * (1 - t) + lam[hi] * t)
 
+    def hyper_path(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z likelihoods and the hyper-synthesis output (float32, outside autocast)."""
+        z = self.h_a(y)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            z_hat, z_lik = self.z_prior(z.float())
+            return z_lik, self.h_s(z_hat)
+
     def aux_loss(self) -> torch.Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
 
@@ -217,10 +224,7 @@ class HyperpriorModel(ImageModel):
     def forward(self, x, quality):
         gain, inv_gain = self.gains(quality)
         y = self.g_a(x).float() * gain
-        z = self.h_a(y)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            z_hat, z_lik = self.z_prior(z.float())
-            params = self.h_s(z_hat)
+        z_lik, params = self.hyper_path(y)
         means, scales = params.chunk(2, dim=1)
         y_lik = gaussian_likelihood(noisy_or_rounded(y - means, self.training), scales)
         y_hat = ste_round(y - means) + means
@@ -248,10 +252,7 @@ class SliceModel(ImageModel):
     def forward(self, x, quality):
         gain, inv_gain = self.gains(quality)
         y = self.g_a(x).float() * gain
-        z = self.h_a(y)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            z_hat, z_lik = self.z_prior(z.float())
-            hyper = self.h_s(z_hat)
+        z_lik, hyper = self.hyper_path(y)
         coded, recon, liks = [], [], []
         for i, s in enumerate(self.config.slices):
             y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
