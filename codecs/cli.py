@@ -126,7 +126,7 @@ def cmd_train(a) -> int:
                        crop=a.crop, lr=a.lr, device=a.device or "cpu", max_minutes=a.max_minutes,
                        stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
                        init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
-                       prior_lr_scale=a.prior_lr_scale))
+                       prior_lr_scale=a.prior_lr_scale, amp=a.amp))
     return 0
 
 
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--export", default=None, help="write safetensors weights here at the end")
     t.add_argument("--init", default=None, help="warm start from a weights file")
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on for CUDA, off on CPU; worth it only on CPUs with AMX)")
     t.add_argument("--prior-lr-scale", type=float, default=1.0, help="lr multiplier for the learned densities")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
