@@ -45,7 +45,7 @@ class FactorizedPrior:
         edges = (medians[:, None] + k[None, :] + 0.5).float().unsqueeze(1).to(bottleneck.quantiles.device)
         cdf = torch.sigmoid(bottleneck._logits_cumulative(edges, stop_gradient=True))[:, 0].double().cpu()
         lo = (cdf < tail_mass / 2).sum(dim=1) - half      # first k whose upper edge holds mass
-        hi = half - (cdf > 1 - tail_mass / 2).sum(dim=1) + 1
+        hi = (half - (cdf > 1 - tail_mass / 2).sum(dim=1) + 1).clamp(max=half)
         width = int((hi - lo).max()) + 1
         kk = lo[:, None] + torch.arange(width)[None, :]
         values = (kk.double() + medians[:, None]).float().unsqueeze(1).to(bottleneck.quantiles.device)

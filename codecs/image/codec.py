@@ -82,7 +82,7 @@ class ImageCodec:
         self.config = model.config
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self.timings: dict[str, float] = {}
+        self.stats: dict[str, float] = {}  # of the last encode/decode: seconds per stage, ideal bits
 
     @property
     def qualities(self) -> list[float]:
@@ -113,8 +113,8 @@ class ImageCodec:
         gain, _ = self._gains(q)
         y = self.model.g_a(x).float() * gain
         t1 = time.perf_counter()
-        sections, _, _ = self.latent.compress(y, level=int(q) - 1)
-        self.timings = {"transform": t1 - t0, "entropy": time.perf_counter() - t1}
+        sections, _, ideal_bits = self.latent.compress(y, level=int(q) - 1)
+        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "ideal_bits": ideal_bits}
         fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
         if channels == 4:
             sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
@@ -158,7 +158,7 @@ class ImageCodec:
         _, inv_gain = self._gains(q)
         x_hat = self.model.g_s(y_hat.to(self.device) * inv_gain).float()[0, :, :h, :w]
         out = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        self.timings = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
+        self.stats = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
         if channels == 1:
             return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         if channels == 4:

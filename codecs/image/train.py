@@ -2,10 +2,10 @@
 
 Random crops from a folder of images, one random quality per sample (gain units make
 one model cover every rate), loss = lambda(q) * 255^2 * MSE + bpp.  CUDA runs use bf16
-autocast by default; CPU runs use float32 by default: on CPUs without AMX/AVX512-BF16
-(this project's build machine exposed only AVX2) bf16 is emulated and about 10x slower;
-``amp=True`` turns it on where the hardware has it.  Entropy-parameter
-paths and likelihoods always run in float32.  Checkpoints are written atomically every few
+autocast by default, CPU runs float32: on CPUs without AMX/AVX512-BF16 (this project's
+build machine exposed only AVX2) bf16 is emulated and about 10x slower; ``amp=True``
+turns it on where the hardware has it.  Entropy-parameter paths and likelihoods always
+run in float32.  Checkpoints are written atomically every few
 minutes and a run restarted with the same ``--out`` resumes where it stopped.
 """
 from __future__ import annotations
