@@ -20,12 +20,13 @@ def _add_common(p):
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
-def _batch(src: Path, dst: Path, suffixes: set[str], out_suffix, work) -> int:
-    """Run ``work(in, out)`` over a folder, keep going past failures, exit non-zero if any failed."""
+def _batch(src: Path, dst: Path, wanted, out_suffix, work) -> int:
+    """Run ``work(in, out)`` over the ``wanted`` files of a folder, keep going past failures,
+    exit non-zero if any failed."""
     if dst.exists() and not dst.is_dir():
         raise UsageError(f"{dst} must be a folder when the input is a folder")
     dst.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    files = sorted(p for p in src.iterdir() if p.is_file() and wanted(p))
     if not files:
         raise UsageError(f"no suitable files in {src}")
     from tqdm import tqdm
@@ -41,33 +42,46 @@ def _batch(src: Path, dst: Path, suffixes: set[str], out_suffix, work) -> int:
     return 3 if failed else 0
 
 
+def _encode_options(a) -> dict:
+    """The modality options the user actually gave (flags declared in the apps' ENCODE_OPTIONS)."""
+    return {dest: getattr(a, dest) for dest in a.option_dests if getattr(a, dest) is not None}
+
+
 def cmd_encode(a) -> int:
     from . import api
-    from .image.io import READ_SUFFIXES
 
     src, dst = Path(a.input), Path(a.output)
+    options = _encode_options(a)
 
     def one(i, o):
-        r = api.encode_file(i, o, codec=a.model, quality=a.quality, device=a.device, force=a.force)
-        print(f"{i} -> {o}: {r['bytes']} bytes, {r['bpp']:.4f} bpp")
+        r = api.encode_file(i, o, codec=a.model, quality=a.quality, device=a.device, force=a.force, **dict(options))
+        print(f"{i} -> {o}: {r['summary']}")
 
-    if src.is_dir():
-        return _batch(src, dst, READ_SUFFIXES, lambda f: ".ncz", one)
-    one(src, dst)
-    return 0
+    single = not src.is_dir() or dst.suffix.lower() == ".ncz"   # a folder of video frames into one stream
+    if single:
+        one(src, dst)
+        return 0
+    apps = [api.app_for_input(src, a.model)] if a.model else list(api.apps().values())
+    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), lambda f: ".ncz", one)
 
 
 def cmd_decode(a) -> int:
     from . import api
+    from .container import Container
+    from .fileio import read_bytes
 
     src, dst = Path(a.input), Path(a.output)
 
     def one(i, o):
-        api.decode_file(i, o, device=a.device, force=a.force)
-        print(f"{i} -> {o}")
+        print(f"{i} -> {o}: {api.decode_file(i, o, device=a.device, force=a.force)}")
+
+    def suffix(f: Path) -> str:
+        codec = Container.from_bytes(read_bytes(f)).codec
+        app = api.modality_app(codec) if codec in api.MODALITIES else None
+        return getattr(app, "DECODED_SUFFIX", ".out")
 
     if src.is_dir():
-        return _batch(src, dst, {".ncz"}, lambda f: ".png", one)
+        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", suffix, one)
     one(src, dst)
     return 0
 
@@ -85,13 +99,16 @@ def cmd_info(a) -> int:
         print(f"{k:<8} {v}")
     for k, v in info["sections"].items():
         print(f"section  {k:<6} {v} bytes")
-    print(f"total    {info['bytes']} bytes" + (f", {info['bpp']:.4f} bpp" if "bpp" in info else ""))
+    extra = {k: v for k, v in info.items() if k not in ("codec", "model", "weights", "coder_version", "bytes",
+                                                         "fields", "sections")}
+    for k, v in extra.items():
+        print(f"{k:<8} {v:.4f}" if isinstance(v, float) else f"{k:<8} {v}")
+    print(f"total    {info['bytes']} bytes")
     return 0
 
 
 def cmd_demo(a) -> int:
     """Encode and decode scikit-image's bundled photographs with the default model."""
-    import numpy as np
     from skimage import data as skdata
 
     from . import api
@@ -117,30 +134,51 @@ def cmd_demo(a) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
-    from .image.train import TrainOptions, train
+# Per-modality subcommands: `ncodec train MODALITY` and `ncodec eval MODALITY` are provided by
+# modules with add_arguments(parser) and run(args) -> exit code.
+TRAIN_MODULES = {"image": "ncodec.image.train", "audio": "ncodec.audio.train"}
+EVAL_MODULES = {"image": "ncodec.eval.rd_image", "video": "ncodec.eval.rd_video", "audio": "ncodec.eval.rd_audio"}
 
-    if a.modality != "image":
-        raise UsageError("only `ncodec train image` exists so far")
-    train(TrainOptions(arch=a.arch, data=Path(a.data), out=Path(a.out), steps=a.steps, batch=a.batch,
-                       crop=a.crop, lr=a.lr, device=a.device or "cpu", max_minutes=a.max_minutes,
-                       stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
-                       init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
-                       prior_lr_scale=a.prior_lr_scale, amp=a.amp))
-    return 0
+
+def _add_modality_commands(sub, command: str, help_text: str, modules: dict) -> None:
+    import importlib
+
+    p = sub.add_parser(command, help=help_text)
+    per = p.add_subparsers(dest="modality", required=True, parser_class=_Parser)
+    for modality, module_name in modules.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue   # that modality does not have this command yet
+            raise
+        sp = per.add_parser(modality, help=f"{command} {modality}")
+        module.add_arguments(sp)
+        sp.set_defaults(func=module.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import api
+
     p = _Parser(prog="ncodec", description="Neural compression: learned codecs with real bitstreams.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    e = sub.add_parser("encode", help="compress a file (or every image in a folder)")
-    e.add_argument("input")
+    e = sub.add_parser("encode", help="compress a file (or every file in a folder)")
+    e.add_argument("input", help="an image, video or audio file; a folder of video frames; a folder to batch")
     e.add_argument("output")
-    e.add_argument("--quality", "-q", type=float, default=None, help="1 (smallest) .. 6 (best); default 6")
+    e.add_argument("--quality", "-q", type=float, default=None, help="quality (images: 1 smallest .. 6 best)")
     e.add_argument("--model", "--codec", dest="model", default=None, help="codec/model name (see `ncodec models`)")
+    dests = set()
+    for modality, app in api.apps().items():
+        group = e.add_argument_group(f"{modality} options")
+        for flag, kwargs in app.ENCODE_OPTIONS:
+            dest = kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
+            if dest in dests:
+                continue   # declared by another modality already (same meaning)
+            dests.add(dest)
+            group.add_argument(flag, **{**kwargs, "dest": dest, "default": None})
+    e.set_defaults(func=cmd_encode, option_dests=sorted(dests))
     _add_common(e)
-    e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decompress an .ncz file (or every .ncz in a folder)")
     d.add_argument("input")
@@ -154,56 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("models", help="list the shipped codecs")
-    m.set_defaults(func=lambda a: print("\n".join(_model_lines())) or 0)
+    m.set_defaults(func=lambda a: print("\n".join(f"{n:<12} {mod:<6} {d}" for n, mod, d in api.codec_descriptions()))
+                   or 0)
 
     demo = sub.add_parser("demo", help="encode/decode bundled sample photos and print bpp and PSNR")
-    demo.add_argument("--model", default="hyperprior")
+    demo.add_argument("--model", default=api.DEFAULT_IMAGE_CODEC)
     demo.add_argument("--qualities", type=float, nargs="+", default=[1, 3, 6])
     demo.add_argument("--device", choices=["cpu", "cuda"], default=None)
     demo.add_argument("images", nargs="*", help="extra image files to include")
     demo.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train a model (resumable)")
-    t.add_argument("modality", choices=["image"])
-    t.add_argument("--arch", choices=["factorized", "hyperprior", "slice"], required=True)
-    t.add_argument("--data", required=True, help="folder of training images (searched recursively)")
-    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
-    t.add_argument("--steps", type=int, default=100_000)
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--crop", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    t.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
-    t.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
-    t.add_argument("--export", default=None, help="write safetensors weights here at the end")
-    t.add_argument("--init", default=None, help="warm start from a weights file")
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast (default: on for CUDA, off on CPU; worth it only on CPUs with AMX)")
-    t.add_argument("--prior-lr-scale", type=float, default=1.0, help="lr multiplier for the learned densities")
-    t.add_argument("--seed", type=int, default=0)
-    t.set_defaults(func=cmd_train)
-    _add_eval_commands(sub)
-    return p
+    _add_modality_commands(sub, "train", "train a model (resumable)", TRAIN_MODULES)
+    _add_modality_commands(sub, "eval", "rate-distortion sweep over a folder", EVAL_MODULES)
 
-
-def _model_lines():
-    from .api import IMAGE_MODELS
-
-    return [f"{k:<12} image  {v[1]}" for k, v in IMAGE_MODELS.items()]
-
-
-def _add_eval_commands(sub):
-    ev = sub.add_parser("eval", help="rate-distortion sweep over a folder")
-    ev.add_argument("modality", choices=["image"])
-    ev.add_argument("folder")
-    ev.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif", help="comma-separated; ncodec:NAME or ncodec:*")
-    ev.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
-    ev.add_argument("--per-image", action="store_true")
-    ev.add_argument("--anchor", default="avif")
-    ev.add_argument("--workers", type=int, default=2)
-    ev.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
-    ev.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="image codec speed (transform vs entropy time) and coder overhead")
     b.add_argument("folder")
     b.add_argument("--models", default="factorized,hyperprior,slice")
@@ -218,18 +219,7 @@ def _add_eval_commands(sub):
     pl.add_argument("--metric", default="psnr-rgb")
     pl.add_argument("--title", default=None)
     pl.set_defaults(func=cmd_plot)
-
-
-def cmd_eval(a) -> int:
-    from .eval import run_image_eval
-
-    folder = Path(a.folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder")
-    summary = run_image_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), per_image=a.per_image,
-                             anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference])
-    print((Path(a.out) / "bdrate.md").read_text() if (Path(a.out) / "bdrate.md").exists() else summary)
-    return 0
+    return p
 
 
 def cmd_bench(a) -> int:

@@ -231,3 +231,31 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
         summary["bdrate"] = bd_table(summary["curves"], anchor)
         write_bd_table(summary["bdrate"], anchor, out_dir)
     return summary
+
+
+def add_arguments(p) -> None:
+    """Options of ``ncodec eval image``."""
+    p.add_argument("folder")
+    p.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif", help="comma-separated; ncodec:NAME or ncodec:*")
+    p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
+    p.add_argument("--per-image", action="store_true")
+    p.add_argument("--anchor", default="avif")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
+
+
+def run(a) -> int:
+    """``ncodec eval image``: sweep, write JSON and the BD table, print the table."""
+    from ..errors import UsageError
+
+    folder = Path(a.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    try:
+        summary = run_image_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), per_image=a.per_image,
+                                 anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = Path(a.out) / "bdrate.md"
+    print(table.read_text() if table.exists() else summary)
+    return 0

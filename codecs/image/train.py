@@ -206,3 +206,36 @@ def train(opts: TrainOptions) -> Path:
         export_model(model.cpu().float(), opts.export, extra={"trained_steps": step, "train_data": str(opts.data)})
         print(f"exported {opts.export}")
     return ckpt_path
+
+
+def add_arguments(p) -> None:
+    """Options of ``ncodec train image``."""
+    import argparse
+
+    p.add_argument("--arch", choices=sorted(PRESETS), required=True)
+    p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
+    p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
+    p.add_argument("--export", default=None, help="write safetensors weights here at the end")
+    p.add_argument("--init", default=None, help="warm start from a weights file")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on for CUDA, off on CPU; worth it on CPUs with AMX or AVX512-BF16)")
+    p.add_argument("--prior-lr-scale", type=float, default=1.0, help="lr multiplier for the learned densities")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(a) -> int:
+    """``ncodec train image``: train or resume, then export if asked."""
+    train(TrainOptions(arch=a.arch, data=Path(a.data), out=Path(a.out), steps=a.steps, batch=a.batch,
+                       crop=a.crop, lr=a.lr, device=a.device or "cpu", max_minutes=a.max_minutes,
+                       stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
+                       init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
+                       prior_lr_scale=a.prior_lr_scale, amp=a.amp))
+    return 0

@@ -1,0 +1,1 @@
+"""Audio codec: a learned transform codec with an entropy model."""

@@ -1,0 +1,1 @@
+"""Video codecs: implicit neural representations (NeRV, HNeRV) fitted to each clip."""
