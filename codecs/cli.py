@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], default=None)
     b.add_argument("--limit", type=int, default=0, help="use only the first N images")
     b.add_argument("--json", default=None, help="also write the report here")
+    b.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="transform precision")
+    b.add_argument("--compressai", action="store_true", help="also run the same models through CompressAI's own path")
     b.set_defaults(func=cmd_bench)
     pl = sub.add_parser("plot", help="draw RD curves from CompressAI-layout JSON files")
     pl.add_argument("json", nargs="+")
@@ -228,7 +230,8 @@ def cmd_bench(a) -> int:
     folder = Path(a.folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
-    report = bench_image(folder, a.models.split(","), quality=a.quality, device=a.device or "cpu", limit=a.limit)
+    report = bench_image(folder, a.models.split(","), quality=a.quality, device=a.device or "cpu", limit=a.limit,
+                         compressai=a.compressai, precision=a.precision)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
     print(format_report(report))

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .tiling import run_tiled
+
 ACT_FRAC = 10
 ACT_CLAMP_BITS = 14
 _ACC_LIMIT_BITS = 52
@@ -78,19 +80,48 @@ class _FixedLayer:
 
 
 class FixedPointNet:
-    """A trained ``nn.Sequential`` evaluated in exact integer arithmetic (see module doc)."""
+    """A trained ``nn.Sequential`` evaluated in exact integer arithmetic (see module doc).
+
+    Large inputs are evaluated tile by tile with a margin wider than the network's receptive
+    field, so that no layer's intermediate buffer grows with the image; because every tile is
+    computed exactly, the tiled result is bit-identical to the whole-tensor one."""
+
+    TILE_BYTES = 1 << 27   # budget for the largest per-tile intermediate (im2col) buffer
 
     def __init__(self, net: nn.Sequential):
         self.layers = [_FixedLayer(m) for m in net]
+        self.scale, self.margin, self.cost = _geometry(net)
 
     @torch.no_grad()
     def __call__(self, x_fixed: torch.Tensor) -> torch.Tensor:
         """Q ACT_FRAC integer input (float64) -> Q ACT_FRAC integer output (float64)."""
         if x_fixed.dtype != torch.float64:
             raise TypeError("fixed-point input must be a float64 tensor of integers")
-        a = x_fixed
+        # tile side (input units) keeping the largest buffer under TILE_BYTES
+        tile = max(4, int(math.sqrt(self.TILE_BYTES / (8 * self.cost * x_fixed.shape[0]))))
+        return run_tiled(self._run, x_fixed, self.scale, tile, self.margin)
+
+    def _run(self, a: torch.Tensor) -> torch.Tensor:
         # cuDNN may pick FFT/Winograd algorithms, which are not exact; the native kernels are.
         with torch.backends.cudnn.flags(enabled=False), torch.backends.mkldnn.flags(enabled=False):
             for layer in self.layers:
                 a = layer(a)
         return a
+
+
+def _geometry(net: nn.Sequential) -> tuple[float, int, float]:
+    """(output/input size ratio, safe tile margin in input units, largest buffer per input position
+    in float64 elements) of a stack of convolutions and pointwise activations."""
+    unit, radius, cost = 1.0, 0.0, 1.0     # unit: one activation pixel in input pixels
+    for layer in net:
+        if isinstance(layer, nn.Conv2d):
+            k, st = layer.kernel_size[0], layer.stride[0]
+            radius += (k // 2) * unit * layer.dilation[0]
+            cost = max(cost, layer.in_channels * k * k / (unit * st) ** 2, layer.out_channels / (unit * st) ** 2)
+            unit *= st
+        elif isinstance(layer, nn.ConvTranspose2d):
+            k, st = layer.kernel_size[0], layer.stride[0]
+            radius += math.ceil((k // 2) / st) * unit
+            unit /= st
+            cost = max(cost, layer.in_channels * k * k / unit ** 2, layer.out_channels / unit ** 2)
+    return 1.0 / unit, int(math.ceil(radius)) + 1, cost

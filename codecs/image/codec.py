@@ -17,10 +17,12 @@ import torch.nn.functional as F
 
 from ..container import Container
 from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
+from ..entropy.tiling import run_tiled
 from ..entropy.tables import stack_rows
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
 
-PAD = 64
+PAD = 64                     # images are padded to this multiple (latent 1/16, hyper-latent 1/64)
+STRIDE = 16                  # pixels per latent position
 MAX_PIXELS = 200_000_000     # like Pillow's decompression-bomb guard: refuse larger images
 MAX_SIDE = 1 << 16
 
@@ -72,16 +74,33 @@ def as_image_array(image) -> tuple[np.ndarray, int]:
 
 
 class ImageCodec:
-    """A learned image codec (one model, every quality)."""
+    """A learned image codec (one model, every quality).
+
+    Images larger than one tile run through the transforms tile by tile (``tile`` latent
+    positions = 16 * ``tile`` pixels, with ``margin`` positions of context on each side, more
+    than the transforms' receptive fields), so memory stays bounded whatever the image size."""
 
     modality = "image"
+    tile = 48
+    margin = 6
 
-    def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = ""):
-        """``model`` provides ``g_a``, ``g_s``, ``gains(q)`` and ``config``; ``latent`` is a latent codec."""
+    def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
+                 precision: str | None = None):
+        """``model`` provides ``g_a``, ``g_s``, ``gains(q)`` and ``config``; ``latent`` is a latent codec.
+
+        ``precision`` of the transforms: "float32" (default on CPU) or "bfloat16" (default on CUDA:
+        channels_last and bf16 autocast for every layer but the last, which stays float32; about
+        2.5x faster on CPUs with AVX512-BF16 or AMX, for about -0.04 dB). The stream's entropy
+        path is exact either way, so both decode each other's streams."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.device = torch.device(device)
+        self.precision = precision or ("bfloat16" if self.device.type == "cuda" else "float32")
+        if self.precision not in ("float32", "bfloat16"):
+            raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
         self.model.to(self.device).eval()
+        if self.precision == "bfloat16":
+            self.model.to(memory_format=torch.channels_last)
         self.stats: dict[str, float] = {}  # of the last encode/decode: seconds per stage, ideal bits
 
     @property
@@ -100,6 +119,18 @@ class ImageCodec:
     def _gains(self, q: float):
         return self.model.gains(torch.tensor([q - 1.0], device=self.device))
 
+    def _runner(self, net):
+        """``net`` as a float32 function in this codec's precision."""
+        if self.precision == "float32":
+            return lambda t: net(t).float()
+
+        def mixed(t):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                hidden = net[:-1](t.contiguous(memory_format=torch.channels_last))
+            return net[-1](hidden.float()).float()
+
+        return mixed
+
     @torch.no_grad()
     def encode(self, image, quality: float | None = None) -> bytes:
         """Compress an image (see :func:`as_image_array`) into container bytes."""
@@ -111,7 +142,7 @@ class ImageCodec:
         x = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
         x = F.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
         gain, _ = self._gains(q)
-        y = self.model.g_a(x).float() * gain
+        y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         t1 = time.perf_counter()
         sections, _, ideal_bits = self.latent.compress(y, level=int(q) - 1)
         self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "ideal_bits": ideal_bits}
@@ -143,7 +174,7 @@ class ImageCodec:
         if not 1 <= q <= self.config.levels:
             raise CorruptStreamError("ncodec file declares an invalid quality")
         ph, pw = h + (-h) % PAD, w + (-w) % PAD
-        shape = (1, self.config.M, ph // 16, pw // 16)
+        shape = (1, self.config.M, ph // STRIDE, pw // STRIDE)
         try:
             return self._decode(c, shape, q, h, w, channels)
         except KeyError as exc:
@@ -156,7 +187,8 @@ class ImageCodec:
         y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
         t1 = time.perf_counter()
         _, inv_gain = self._gains(q)
-        x_hat = self.model.g_s(y_hat.to(self.device) * inv_gain).float()[0, :, :h, :w]
+        x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
+                          self.margin)[0, :, :h, :w]
         out = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         self.stats = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
         if channels == 1:

@@ -63,3 +63,34 @@ def from_compressai(net: nn.Module, name: str = "compressai-custom", device: str
     digest = tensors_digest(net.state_dict(), json.dumps(config.to_dict(), sort_keys=True))
     return ImageCodec(name, _FixedRateTransforms(net, config), latent, digest, device=device,
                       description=f"CompressAI {type(net).__name__} wrapped by ncodec")
+
+
+@torch.no_grad()
+def to_compressai(codec: ImageCodec, quality: float) -> nn.Module:
+    """The CompressAI model computing the same thing as one of ncodec's own factorized or
+    hyperprior codecs at one quality (gains folded into the transforms, same densities), for
+    side-by-side benchmarks of CompressAI's own ``compress``/``decompress`` path."""
+    import copy
+
+    from compressai.models import FactorizedPrior as CaiFactorized, MeanScaleHyperprior
+
+    model, cfg = codec.model, codec.config
+    if cfg.arch not in ("factorized", "hyperprior"):
+        raise UsageError(f"CompressAI has no equivalent of ncodec's {cfg.arch!r} architecture")
+    gain, inv_gain = (g.flatten().cpu() for g in model.gains(torch.tensor([quality - 1.0], device=codec.device)))
+    net = (CaiFactorized if cfg.arch == "factorized" else MeanScaleHyperprior)(N=cfg.N, M=cfg.M)
+    net.g_a, net.g_s = copy.deepcopy(model.g_a).cpu().float(), copy.deepcopy(model.g_s).cpu().float()
+    net.g_a[-1].weight.mul_(gain.view(-1, 1, 1, 1))
+    net.g_a[-1].bias.mul_(gain)
+    net.g_s[0].weight.mul_(inv_gain.view(-1, 1, 1, 1))
+    if cfg.arch == "factorized":
+        net.entropy_bottleneck = copy.deepcopy(model.priors[int(quality) - 1]).cpu()
+    else:
+        net.h_a = copy.deepcopy(model.h_a).cpu().float()
+        net.h_s = copy.deepcopy(model.h_s).cpu().float()
+        last = net.h_s[-1]                  # ncodec orders (means, scales); CompressAI (scales, means)
+        last.weight.copy_(torch.cat(last.weight.chunk(2, dim=0)[::-1]))
+        last.bias.copy_(torch.cat(last.bias.chunk(2)[::-1]))
+        net.entropy_bottleneck = copy.deepcopy(model.z_prior).cpu()
+    net.update(force=True)
+    return net.eval()

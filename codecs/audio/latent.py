@@ -1,0 +1,87 @@
+"""The audio latent codec: quantized MDCT symbols <-> byte sections, exactly.
+
+``z`` (the hyper-latent) is coded with the stored factorized prior; ``y`` is coded in two
+passes, even frames with the hyper scales, then odd frames with scales the context net
+corrects from the decoded even frames (see :mod:`.model`).  Every number that reaches the
+range coder comes from :class:`ncodec.entropy.FixedPointNet` on integers, so encoder and
+decoder agree bit for bit on any machine; the scale of a coefficient is its natural-log
+scale in fixed point, mapped to a table row by integer thresholds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, to_fixed
+from ..entropy.fixedpoint import ACT_FRAC
+from ..entropy.tables import gaussian_scale_table, gaussian_tables
+from .model import SCALE_MIN, AudioModel, from_grid, log2_magnitude, to_grid
+
+
+class LogScaleGaussian(GaussianConditional):
+    """:class:`~ncodec.entropy.GaussianConditional` whose rows are chosen by a fixed-point
+    natural-log scale (thresholds at the log-midpoints of the scale grid)."""
+
+    def __init__(self, levels: int, scale_max: float):
+        self.scales = gaussian_scale_table(levels, SCALE_MIN, scale_max)
+        self.tables = gaussian_tables(self.scales)
+        mids = 0.5 * (np.log(self.scales[:-1]) + np.log(self.scales[1:]))
+        self.thresholds = torch.from_numpy(np.ceil(mids * 2**ACT_FRAC)).double()
+
+
+class AudioLatentCodec:
+    """compress / decompress of one chunk's gain-scaled MDCT coefficients ``(B, bins, 1, T)``."""
+
+    def __init__(self, model: AudioModel, z_prior: FactorizedPrior):
+        self.h_a = model.h_a
+        self.h_s = FixedPointNet(model.h_s)
+        self.context = FixedPointNet(model.context)
+        self.z_prior = z_prior
+        self.gaussian = LogScaleGaussian(model.config.scale_levels, model.config.scale_max)
+
+    def _hyper(self, z_sym: np.ndarray) -> torch.Tensor:
+        return self.h_s(self.z_prior.dequantize_fixed(z_sym))
+
+    def _odd_log_scales(self, hyper: torch.Tensor, y_sym: np.ndarray) -> torch.Tensor:
+        """Fixed-point log-scales of the odd frames from the hyper scales and the even frames
+        of ``y_sym`` (its odd frames are ignored)."""
+        mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym).double()))
+        mag[..., 1::2] = 0
+        delta = from_grid(self.context(torch.cat([to_grid(hyper), to_grid(mag)], dim=1)))
+        return (hyper + delta)[..., 1::2]
+
+    def compress(self, y: torch.Tensor) -> tuple[dict, np.ndarray, torch.Tensor, float]:
+        """Sections, integer symbols, fixed-point log-scales and the ideal bit count."""
+        if y.shape[-1] % 4:
+            raise ValueError("chunks must have a multiple of 4 frames")
+        with torch.no_grad():
+            z_sym = self.z_prior.quantize(self.h_a(y).float())
+        hyper = self._hyper(z_sym)
+        y_sym = torch.round(y.detach().double().cpu()).long().numpy()
+        odd_scales = self._odd_log_scales(hyper, y_sym)
+        ez, ey = SymbolEncoder(), SymbolEncoder()
+        self.z_prior.encode(ez, z_sym)
+        self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
+        self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales)
+        bits = (self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym[..., 0::2], hyper[..., 0::2])
+                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales))
+        return {"z": ez.finish(), "y": ey.finish()}, y_sym, self._merge(hyper, odd_scales), bits
+
+    def decompress(self, sections: dict, shape: tuple) -> tuple[np.ndarray, torch.Tensor]:
+        """Symbols and fixed-point log-scales of a chunk of ``shape`` (B, bins, 1, T)."""
+        b, _, _, t = shape
+        z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
+        hyper = self._hyper(z_sym)
+        dec = SymbolDecoder(sections["y"])
+        y_sym = np.zeros(shape, dtype=np.int64)
+        y_sym[..., 0::2] = self.gaussian.decode(dec, hyper[..., 0::2])
+        odd_scales = self._odd_log_scales(hyper, y_sym)
+        y_sym[..., 1::2] = self.gaussian.decode(dec, odd_scales)
+        return y_sym, self._merge(hyper, odd_scales)
+
+    @staticmethod
+    def _merge(hyper: torch.Tensor, odd_scales: torch.Tensor) -> torch.Tensor:
+        out = hyper.clone()
+        out[..., 1::2] = odd_scales
+        return out
+

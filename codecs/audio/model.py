@@ -1,0 +1,186 @@
+"""The learned parts of the audio codec around the fixed MDCT (training-time modules).
+
+Skeleton, as for images: analysis -> gain -> quantizer -> entropy model -> inverse gain ->
+synthesis.  Here the analysis is the orthonormal MDCT (:mod:`.mdct`) followed by learned
+per-bin *gain units* (one vector per quality level, interpolated geometrically between
+levels, so one set of weights covers every rate); the quantizer rounds; the synthesis is a
+learned *dequantizer* (it moves each non-zero value towards zero by the amount that
+minimises the expected error given its scale, i.e. a conditional-mean reconstruction)
+followed by the inverse gain and the inverse MDCT.
+
+Entropy model: a scale hyperprior over frames (bins are channels, frames run along time):
+``h_a`` (encoder only, float) summarises ``log(1 + |y|)`` into ``z`` at a quarter of the
+frame rate; ``z`` is coded with a factorized prior; ``h_s`` maps ``z`` to a log-scale for
+every coefficient.  A two-pass *frame-parity context* then sharpens the odd frames: once
+the even frames are decoded, a small 2-D conv net over (frequency x time) reads their
+magnitudes and the hyper log-scales and corrects the odd frames' log-scales (tonal music
+repeats from frame to frame).  Each chunk therefore costs two passes, never a loop over
+frames.  ``h_s`` and the context net only use layers :class:`ncodec.entropy.FixedPointNet`
+evaluates exactly, and the context reads ``log2(1 + |k|)`` through an exact piecewise-
+linear formula (:func:`log2_magnitude`), so the coder's probabilities are bit-identical on
+every machine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from compressai.entropy_models import EntropyBottleneck
+
+from ..image.models import gaussian_likelihood, noisy_or_rounded, ste_round
+
+
+@dataclass
+class AudioModelConfig:
+    """Everything needed to rebuild an audio model; stored inside its weights file."""
+
+    sample_rate: int = 48000     # the model's rate; inputs are resampled to it
+    hop: int = 960               # MDCT hop = number of bins (20 ms at 48 kHz)
+    levels: int = 10             # quality levels; gain doubles from one to the next
+    gain0: float = 2.0           # initial gain of level 0 (quantizer step 1 / gain)
+    hyper: int = 128             # hyper transform width
+    z_channels: int = 24         # hyper-latent channels (one z vector per 4 frames)
+    context: int = 16            # width of the frame-parity context net
+    scale_levels: int = 96       # Gaussian scale grid of the coder
+    scale_max: float = 1024.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AudioModelConfig":
+        return cls(**d)
+
+    def lambdas(self) -> torch.Tensor:
+        """Rate-distortion weights per level: at high rate a step of 1/g costs D = 1/(12 g^2), and
+        dR/dD = -1/(2 ln2 D), so lambda = 6 g^2 / ln 2 balances the initial gains."""
+        g = self.gain0 * 2.0 ** torch.arange(self.levels, dtype=torch.float32)
+        return 6.0 * g**2 / math.log(2.0)
+
+
+SCALE_MIN = 0.11
+
+
+def log2_magnitude(k: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear log2(1 + |k|) of integer-valued ``k`` (exact in float64: frexp and
+    one subtraction, so encoder and decoder get the same bits)."""
+    mantissa, exponent = torch.frexp(k.abs() + 1)
+    return (exponent - 2).to(k.dtype) + 2 * mantissa
+
+
+def _conv_t(cin: int, cout: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, (1, 5), stride=(1, 2), padding=(0, 2), output_padding=(0, 1))
+
+
+class HyperAnalysis(nn.Module):
+    """log(1 + |y|) -> z (encoder side only; runs in float)."""
+
+    def __init__(self, bins: int, width: int, z_channels: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(bins, width, (1, 3), padding=(0, 1)), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(width, width, (1, 5), stride=(1, 2), padding=(0, 2)), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(width, z_channels, (1, 5), stride=(1, 2), padding=(0, 2)),
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.log1p(y.abs()))
+
+
+def hyper_synthesis(bins: int, width: int, z_channels: int) -> nn.Sequential:
+    """z_hat -> natural-log scale of every coefficient.  Runs in fixed point at inference."""
+    return nn.Sequential(
+        _conv_t(z_channels, width), nn.LeakyReLU(inplace=True), _conv_t(width, width), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, bins, (1, 3), padding=(0, 1)),
+    )
+
+
+def context_net(width: int) -> nn.Sequential:
+    """(hyper log-scale, log2 magnitude of decoded even frames) over (bins x frames) -> log-scale
+    correction.  Runs in fixed point at inference."""
+    return nn.Sequential(
+        nn.Conv2d(2, width, 3, padding=1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, 1, 3, padding=1),
+    )
+
+
+def dequantizer_net(width: int = 16) -> nn.Sequential:
+    """(log2 magnitude, log-scale) of a coefficient -> how far (0 .. 0.5 step) to move it towards zero."""
+    return nn.Sequential(nn.Conv2d(2, width, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(width, 1, 1))
+
+
+def to_grid(t: torch.Tensor) -> torch.Tensor:
+    """(B, bins, 1, T) -> (B, 1, bins, T): bins become an image axis for the 2-D nets."""
+    return t.transpose(1, 2)
+
+
+def from_grid(t: torch.Tensor) -> torch.Tensor:
+    return t.transpose(1, 2)
+
+
+def odd_frames(t: int, device=None) -> torch.Tensor:
+    """Boolean mask over frames of a chunk: True for the frames coded in the second pass."""
+    return torch.arange(t, device=device) % 2 == 1
+
+
+class AudioModel(nn.Module):
+    """Gains, scale hyperprior, frame-parity context and dequantizer (see module doc)."""
+
+    def __init__(self, config: AudioModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        init = math.log(c.gain0) + math.log(2.0) * torch.arange(c.levels, dtype=torch.float32)
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, c.hop))
+        self.h_a = HyperAnalysis(c.hop, c.hyper, c.z_channels)
+        self.h_s = hyper_synthesis(c.hop, c.hyper, c.z_channels)
+        self.z_prior = EntropyBottleneck(c.z_channels)
+        self.context = context_net(c.context)
+        self.dequantizer = dequantizer_net()
+
+    def gains(self, quality: torch.Tensor) -> torch.Tensor:
+        """Per-item gains (B, bins, 1, 1) for qualities in [0, levels - 1] (geometric interpolation)."""
+        q = quality.float().clamp(0, self.config.levels - 1)
+        lo = q.floor().long().clamp(max=self.config.levels - 2)
+        t = (q - lo.float())[:, None]
+        log_g = self.log_gain[lo] * (1 - t) + self.log_gain[lo + 1] * t
+        return torch.exp(log_g)[:, :, None, None]
+
+    def context_correction(self, hyper_log_scale: torch.Tensor, even_magnitudes: torch.Tensor) -> torch.Tensor:
+        """Float version of the context pass (training); inputs (B, bins, 1, T), odd frames of
+        ``even_magnitudes`` already zeroed."""
+        return from_grid(self.context(torch.cat([to_grid(hyper_log_scale), to_grid(even_magnitudes)], dim=1)))
+
+    def dequantize(self, y_hat: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """Symbols (float, any device) -> reconstruction in the gain domain."""
+        features = torch.cat([to_grid(log2_magnitude(y_hat)), to_grid(log_scale)], dim=1)
+        shrink = 0.5 * torch.sigmoid(from_grid(self.dequantizer(features)))
+        return y_hat - torch.sign(y_hat) * shrink
+
+    def log_scales(self, hyper: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+        """Final log-scales: hyper only for even frames, hyper + context for odd frames."""
+        odd = odd_frames(y_hat.shape[-1], y_hat.device)
+        even_mag = torch.where(odd, 0.0, log2_magnitude(y_hat.detach()))
+        return torch.where(odd, hyper + self.context_correction(hyper, even_mag), hyper)
+
+    def forward(self, coefs: torch.Tensor, quality: torch.Tensor) -> dict:
+        """MDCT coefficients (B, bins, 1, T), T a multiple of 4 -> reconstruction and likelihoods."""
+        gain = self.gains(quality)
+        y = coefs * gain
+        z = self.h_a(y)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            z_hat, z_lik = self.z_prior(z.float())
+        hyper = self.h_s(z_hat).float()
+        y_hat = ste_round(y)
+        log_scale = self.log_scales(hyper, y_hat).float()
+        scale = torch.exp(log_scale.clamp(max=math.log(self.config.scale_max)))
+        y_lik = gaussian_likelihood(noisy_or_rounded(y, self.training), scale.clamp_min(SCALE_MIN))
+        coefs_hat = self.dequantize(y_hat, log_scale).float() / gain
+        return {"coefs_hat": coefs_hat, "likelihoods": [y_lik, z_lik]}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.z_prior.loss()

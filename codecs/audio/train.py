@@ -1,0 +1,208 @@
+"""Rate-distortion training of the audio model (``ncodec train audio``).
+
+The MDCT is fixed, so the corpus is transformed once (mono files as they are, stereo files
+as mid and side, every file at two frame alignments) and training draws random crops of
+frames from it, with random gain (-24..+6 dB) and polarity.  One random quality per crop
+(gain units make one model cover every rate); loss = lambda(q) * MSE + bits per sample,
+with MSE in the orthonormal MDCT domain (= waveform MSE).  Files named in ``--exclude``
+(the evaluation set) are never read.  Checkpoints are written atomically; rerunning with
+the same ``--out`` resumes.  ``--export`` writes the safetensors weights at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .io import READ_SUFFIXES, read_audio
+from .mdct import frame_count, mdct
+from .model import AudioModel, AudioModelConfig
+
+# Held out for evaluation (assets/audio/ figures); never trained on.
+HELD_OUT = ("p232_003.wav", "3436-172162-0000.hq.ogg", "encodec_test_48k.wav",
+            "admiralbob77_-_Choice_-_Drum-bass.hq.ogg")
+CATEGORY_WEIGHTS = {"speech": 0.4, "music": 0.5, "other": 0.1}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"),
+                   help="folder of training audio (subfolders speech/, music/, other/ weight the sampling)")
+    p.add_argument("--out", default="runs/audio/default", help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
+    p.add_argument("--steps", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; 20 ms each)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
+    p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
+    p.add_argument("--export", default=None, help="write safetensors weights here at the end")
+    p.add_argument("--exclude", nargs="*", default=list(HELD_OUT), help="file names never to train on")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast for the convolutions (2.4x faster on CPUs with AVX512-BF16)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--seed", type=int, default=0)
+
+
+class FrameCorpus:
+    """MDCT frames of every training signal, held in RAM, sampled as random crops."""
+
+    def __init__(self, folder: Path, exclude: set[str], hop: int, rate: int, rng: random.Random):
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in READ_SUFFIXES
+                       and p.name not in exclude)
+        if not files:
+            raise ValueError(f"no training audio under {folder}")
+        self.signals: dict[str, list[torch.Tensor]] = {}
+        for path in tqdm(files, desc="transforming corpus", unit="file", leave=False):
+            x, _ = read_audio(path, rate)
+            x = torch.from_numpy(x)
+            chans = [x[0]] if len(x) == 1 else [x.mean(0), (x[0] - x[1]) / 2]
+            category = path.relative_to(folder).parts[0] if len(path.relative_to(folder).parts) > 1 else "other"
+            for c in chans:
+                for shift in (0, hop // 2):
+                    s = c[shift:]
+                    t = frame_count(len(s), hop)
+                    padded = torch.nn.functional.pad(s, (hop, (t + 1) * hop - len(s) - hop))
+                    self.signals.setdefault(category, []).append(mdct(padded[None], hop)[0, :, 0].float())
+        self.categories = [c for c in CATEGORY_WEIGHTS if c in self.signals] or list(self.signals)
+        self.rng, self.files = rng, len(files)
+
+    def batch(self, n: int, frames: int) -> torch.Tensor:
+        out = torch.empty(n, self.signals[self.categories[0]][0].shape[0], 1, frames)
+        weights = [CATEGORY_WEIGHTS.get(c, 0.1) for c in self.categories]
+        for i in range(n):
+            pool = self.signals[self.rng.choices(self.categories, weights)[0]]
+            sig = self.rng.choices(pool, [s.shape[1] for s in pool])[0]
+            if sig.shape[1] < frames:
+                sig = torch.nn.functional.pad(sig, (0, frames - sig.shape[1]))
+            start = self.rng.randrange(sig.shape[1] - frames + 1)
+            gain = 10 ** (self.rng.uniform(-24, 6) / 20) * self.rng.choice((-1, 1))
+            out[i, :, 0] = sig[:, start:start + frames] * gain
+        return out
+
+
+def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Tensor):
+    """Loss, mean bits per sample and mean SNR (dB) of one forward pass."""
+    count = coefs.shape[1] * coefs.shape[3]
+    err = (out["coefs_hat"] - coefs).pow(2).mean(dim=(1, 2, 3))
+    bits = sum(-torch.log2(lik).sum(dim=tuple(range(1, lik.dim()))) for lik in out["likelihoods"]) / count
+    lam = model.config.lambdas().to(coefs.device).log()
+    q = quality.clamp(0, model.config.levels - 1)
+    lo = q.floor().long().clamp(max=model.config.levels - 2)
+    lam_q = torch.exp(lam[lo] + (lam[lo + 1] - lam[lo]) * (q - lo.float()))
+    loss = (lam_q * err + bits).mean()
+    snr = 10 * torch.log10(coefs.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12) / err.clamp_min(1e-12))
+    return loss, bits.mean(), snr.mean()
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    """Train (or resume) the audio model; exports weights if ``--export`` is given."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device or "cpu")
+    if args.frames % 4:
+        raise SystemExit("--frames must be a multiple of 4")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    config = AudioModelConfig()
+    model = AudioModel(config).to(device)
+    named = dict(model.named_parameters())
+    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
+    gain_params = [named["log_gain"]]
+    other = [p for n, p in named.items() if not n.endswith(".quantiles") and n != "log_gain"]
+    optimizer = torch.optim.Adam([{"params": other, "scale": 1.0}, {"params": gain_params, "scale": 0.1}], lr=args.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    step, elapsed_before = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        step, elapsed_before = state["step"], state["elapsed"]
+        rng.seed(args.seed + step)
+        torch.manual_seed(args.seed + step)
+        print(f"resuming from step {step}")
+    corpus = FrameCorpus(Path(args.data), set(args.exclude), config.hop, config.sample_rate, rng)
+    print(f"corpus: {corpus.files} files, " + ", ".join(
+        f"{c} {sum(s.shape[1] for s in corpus.signals[c]) // 2} frames" for c in corpus.categories))
+    started = last_ckpt = time.monotonic()
+
+    def progress() -> float:
+        frac = step / args.steps
+        if args.max_minutes:
+            frac = max(frac, (elapsed_before + time.monotonic() - started) / (60 * args.max_minutes))
+        return frac
+
+    def checkpoint():
+        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "aux_optimizer": aux_optimizer.state_dict(), "step": step,
+                      "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict()}, ckpt_path)
+
+    model.train()
+    bar = tqdm(total=args.steps, initial=step, desc="train audio", unit="step", dynamic_ncols=True)
+    with open(out_dir / "log.jsonl", "a") as log:
+        while step < args.steps and progress() < 1.0 and not (
+                args.stop_after_minutes and time.monotonic() - started > 60 * args.stop_after_minutes):
+            lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["scale"]
+            coefs = corpus.batch(args.batch, args.frames).to(device)
+            quality = torch.rand(args.batch, device=device) * (config.levels - 1)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
+                out = model(coefs, quality)
+            loss, bits, snr = rd_loss(model, out, coefs, quality)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(other + gain_params, 1.0)
+            optimizer.step()
+            aux = model.aux_loss()
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                kbps = bits.item() * config.sample_rate / 1000
+                stats = {"step": step, "loss": round(loss.item(), 4), "kbps": round(kbps, 2),
+                         "snr": round(snr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
+                bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"])
+                if step % 200 == 0:
+                    log.write(json.dumps(stats) + "\n")
+                    log.flush()
+            if time.monotonic() - last_ckpt > 300:
+                checkpoint()
+                last_ckpt = time.monotonic()
+    bar.close()
+    checkpoint()
+    if args.export:
+        from .weights import export_model
+        model.eval()
+        digest = export_model(model.cpu().float(), Path(args.export),
+                              extra={"trained_steps": step, "held_out": list(args.exclude)})
+        print(f"exported {args.export} (digest {digest.hex()})")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m ncodec.audio.train`` (the same as ``ncodec train audio``)."""
+    p = argparse.ArgumentParser(prog="ncodec train audio")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

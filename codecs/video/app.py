@@ -1,0 +1,112 @@
+"""How the file API and the CLI reach the video codecs (NeRV, HNeRV).
+
+``ncodec encode clip.mp4 clip.ncz --codec hnerv --size 0.75M --epochs 300`` fits and codes a clip;
+``--size`` is always the *model* size (parameters: 0.75M, 300k); the frame size of raw I420
+input is ``--frame-size WxH`` (with ``--fps``).  ``ncodec decode clip.ncz out.mp4`` writes
+lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m`` (4:4:4), or PNG frames for a path without suffix.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..container import Container
+from ..errors import CorruptStreamError, UsageError
+from ..fileio import check_output, write_bytes
+from .codec import DEFAULTS, EMBEDDINGS, VideoCodec, read_tensors
+from .io import FRAME_SUFFIXES, READ_SUFFIXES, parse_wxh, read_video, write_video
+
+CODECS = {
+    "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--size, --epochs)",
+    "nerv": "NeRV: frame index -> positional encoding -> MLP + upsampling decoder fitted to the clip",
+}
+DEFAULT_CODEC = "hnerv"
+
+ENCODE_OPTIONS = [
+    ("--size", {"help": f"video: model size in parameters, e.g. 0.75M or 300k (default {DEFAULTS['size']})"}),
+    ("--epochs", {"type": int, "help": f"video: training epochs (default {DEFAULTS['epochs']})"}),
+    ("--seed", {"type": int, "help": "random seed (fitting is deterministic for a seed)"}),
+    ("--lr", {"type": float, "help": f"video: peak learning rate (default {DEFAULTS['lr']})"}),
+    ("--batch-size", {"type": int, "help": "video: frames per training step (default 1)"}),
+    ("--bits", {"type": int, "help": "video: weight quantisation bits (default 8)"}),
+    ("--embed-bits", {"type": int, "help": "video: HNeRV embedding quantisation bits (default 8)"}),
+    ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),
+    ("--prune-epochs", {"type": int, "help": "video: fine-tune epochs after pruning (default 0)"}),
+    ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default 0)"}),
+    ("--checkpoint", {"help": "video: checkpoint file to save the fit to and resume it from"}),
+    ("--frame-size", {"help": "video: WxH of raw .yuv (I420) input"}),
+    ("--fps", {"help": "video: frame rate of raw .yuv or frame-folder input (default 25)"}),
+    ("--max-frames", {"type": int, "help": "video: code only the first N frames"}),
+    ("--crop", {"help": "video: centre-crop every frame to WxH (e.g. 1280x640 for HNeRV's Bunny)"}),
+]
+_READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
+
+
+def accepts(path: Path) -> bool:
+    """Video files by suffix, raw .yuv, and folders holding frame images."""
+    path = Path(path)
+    if path.is_dir():
+        return any(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir())
+    return path.suffix.lower() in READ_SUFFIXES
+
+
+def load_codec(name: str, device: str) -> VideoCodec:
+    return VideoCodec(name, device)
+
+
+def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
+    """Read, fit, code and atomically write ``dst``; nothing is written if anything fails."""
+    options = dict(options)
+    if "quality" in options:
+        raise UsageError("video codecs take --size (model parameters) and --epochs, not --quality")
+    read = {k: options.pop(k) for k in _READ_OPTIONS if k in options}
+    for key in ("frame_size", "crop"):
+        if key in read:
+            read[key] = parse_wxh(read[key], "--" + key.replace("_", "-"))
+    check_output(dst, force)
+    video = read_video(src, **read)
+    vc = VideoCodec(codec or DEFAULT_CODEC, device)
+    data = vc.encode(video, **options)
+    write_bytes(dst, data, force)
+    from ..eval.metrics import psnr
+
+    t, h, w = video.shape
+    quality = psnr(video.frames, vc.reconstruction)
+    return {"bytes": len(data), "bpp": 8 * len(data) / (t * h * w), "psnr": quality, "frames": t,
+            "params": vc.stats["params"], "encode_s": vc.stats["encode_s"],
+            "summary": f"{vc.name} {vc.stats['params']} params, {len(data)} bytes, {8 * len(data) / (t * h * w):.4f} bpp, "
+                       f"{quality:.2f} dB PSNR over {t} frames {w}x{h}"}
+
+
+def decode(container: Container, device: str):
+    """The decoded :class:`~ncodec.video.io.Video`."""
+    return VideoCodec(container.model, device).decode(container)
+
+
+def decode_file(container: Container, dst: Path, device: str, force: bool) -> str:
+    dst = Path(dst)
+    if dst.suffix:
+        check_output(dst, force)
+    vc = VideoCodec(container.model, device)
+    video = vc.decode(container)
+    write_video(dst, video, force)
+    t, h, w = video.shape
+    return f"{t} frames {w}x{h} at {float(video.fps):g} fps, synthesised at {vc.stats['fps']:.1f} frames/s"
+
+
+def describe(container: Container, nbytes: int) -> dict:
+    """Model size, training, bits per tensor and rates of a video stream."""
+    t, h, w = (container.require(k) for k in ("frames", "h", "w"))
+    fps_num, fps_den = container.require("fps_num"), container.require("fps_den")
+    if min(t, h, w, fps_num, fps_den) <= 0:
+        raise CorruptStreamError("ncodec video stream declares an empty clip")
+    tensors = read_tensors(container, symbols=False)
+    duration = t * fps_den / fps_num
+    return {"bpp": 8 * nbytes / (t * h * w), "kbps": 8 * nbytes / duration / 1000, "frames": t,
+            "size": f"{w}x{h}", "fps": fps_num / fps_den, "duration_s": duration,
+            "params": container.fields.get("params"), "epochs": container.fields.get("epochs"),
+            "bits_per_tensor": {n: f"{q.bits} bits, {'per-channel' if len(q.steps) > 1 else 'per-tensor'} step, "
+                                   f"{'histogram' if q.bins is not None else 'uniform'} model, "
+                                   f"{int(np.prod(q.shape))} values" + (" (embeddings)" if n == EMBEDDINGS else "")
+                                for n, q in tensors.items()}}

@@ -1,0 +1,207 @@
+"""The video codec: frames <-> container bytes.
+
+Encoding fits a NeRV or HNeRV network to the clip (:mod:`.fit`), optionally prunes and
+fine-tunes it, optionally fine-tunes it through the quantiser, then quantises and range-codes
+every stored tensor (:mod:`.bitstream`).  The container carries the architecture (fields), the
+tensor table (``meta``) and the coded symbols (``symbols``); decoding rebuilds the decoder from
+the fields, loads the dequantised tensors and synthesises every frame.
+
+The coded symbols are bit-exact on every machine.  The synthesised pixels are the output of a
+float32 network: identical to the encoder's own reconstruction on the same device and torch build,
+and within rounding (rarely +-1 level) elsewhere.
+"""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..container import Container
+from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, quantize_tensor,
+                        read_table)
+from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
+from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
+from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
+
+EMBEDDINGS = "embeddings"
+MAX_STORED_PARAMS = 200_000_000
+DEFAULTS = {"size": "0.75M", "epochs": 300, "seed": 0, "lr": 2e-3, "batch_size": 1, "bits": 8, "embed_bits": 8,
+            "prune": 0.0, "prune_epochs": 0, "qat_epochs": 0, "checkpoint": None, "progress": True}
+
+
+def _settings(options: dict) -> dict:
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise UsageError(f"video codecs do not take {', '.join(sorted(unknown))}")
+    s = {**DEFAULTS, **options}
+    s["params"] = parse_size(s["size"])
+    for key, lo, hi in (("epochs", 1, 1_000_000), ("bits", 2, 16), ("embed_bits", 2, 16), ("batch_size", 1, 4096),
+                        ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000)):
+        if not isinstance(s[key], int) or not lo <= s[key] <= hi:
+            raise UsageError(f"{key.replace('_', '-')} must be an integer in {lo}..{hi}")
+    if not 0 <= s["prune"] < 1:
+        raise UsageError("prune must be a fraction in [0, 1)")
+    if not 0 < s["lr"] < 1:
+        raise UsageError("lr must be in (0, 1)")
+    return s
+
+
+@torch.no_grad()
+def synthesize(decoder: Decoder, embeddings: torch.Tensor | None, height: int, width: int,
+               batch: int = 4) -> np.ndarray:
+    """Every frame of the representation as T x height x width x 3 uint8."""
+    cfg = decoder.cfg
+    device = next(decoder.parameters()).device
+    out = np.empty((cfg.frames, height, width, 3), dtype=np.uint8)
+    for start in range(0, cfg.frames, batch):
+        idx = torch.arange(start, min(start + batch, cfg.frames), device=device)
+        x = decoder(frame_inputs(cfg, embeddings, idx))[:, :, :height, :width]
+        out[start:start + len(idx)] = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return out
+
+
+def _as_video(data) -> Video:
+    if isinstance(data, Video):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        return Video(np.asarray(data[0]), check_fps(data[1]))
+    raise UsageError("video codecs encode a Video or a (frames T x H x W x 3 uint8, fps) tuple")
+
+
+def _check_config(c: Container) -> tuple[INRConfig, int, int]:
+    """The architecture and output size a container declares, refused when implausible."""
+    names = ("frames", "height", "width", "fc_dim", "embed_dim", "ks_min", "ks_max", "reduce_permille",
+             "lower_width", "pe_levels", "pe_base_permille")
+    values = {k: c.require(k) for k in names}
+    strides = c.require("strides", list)
+    h, w = c.require("h"), c.require("w")
+    ok = (1 <= values["frames"] <= MAX_FRAMES and 1 <= len(strides) <= 6
+          and all(s in STRIDE_CHOICES for s in strides) and 1 <= values["fc_dim"] <= MAX_FC_DIM
+          and 1 <= values["embed_dim"] <= 256 and 1 <= values["ks_min"] <= values["ks_max"] <= 9
+          and 1000 <= values["reduce_permille"] <= 4000 and 1 <= values["lower_width"] <= MAX_FC_DIM
+          and 1 <= values["pe_levels"] <= 256 and 1000 <= values["pe_base_permille"] <= 4000)
+    if ok:
+        s = int(np.prod(strides))
+        ok = (values["height"] % s == 0 and values["width"] % s == 0 and 0 < values["height"] <= 2 * MAX_SIDE
+              and 0 < values["width"] <= 2 * MAX_SIDE and 0 < h <= min(values["height"], MAX_SIDE)
+              and 0 < w <= min(values["width"], MAX_SIDE) and values["frames"] * h * w * 3 <= MAX_BYTES)
+    if not ok or c.model not in ARCHS:
+        raise CorruptStreamError("ncodec video stream declares an invalid network or frame size")
+    cfg = INRConfig(arch=c.model, strides=tuple(strides), **values)
+    if cfg.digest() != c.weights_digest:
+        raise CorruptStreamError("ncodec video stream's architecture digest does not match its fields")
+    if cfg.stored_params() > MAX_STORED_PARAMS:
+        raise CorruptStreamError("ncodec video stream declares an implausibly large network")
+    return cfg, h, w
+
+
+class VideoCodec:
+    """NeRV or HNeRV: ``encode(video, size=..., epochs=...)`` fits and codes, ``decode`` synthesises."""
+
+    modality = "video"
+
+    def __init__(self, name: str, device: str = "cpu"):
+        if name not in ARCHS:
+            raise UsageError(f"unknown video codec {name!r}; available: {', '.join(ARCHS)}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+        self.name, self.device = name, torch.device(device)
+        self.stats: dict = {}                           # of the last encode/decode
+        self.reconstruction: np.ndarray | None = None   # the encoder's own decoded frames (last encode)
+
+    def encode(self, data, quality=None, **options) -> bytes:
+        """Fit, compress and code a clip; options as in :data:`DEFAULTS` (size like "0.75M")."""
+        if quality is not None:
+            raise UsageError("video codecs take size (model parameters) and epochs, not quality")
+        s = _settings(options)
+        video = _as_video(data)
+        t, h, w = video.shape
+        cfg = solve_config(self.name, s["params"], t, h, w)
+        t0 = time.perf_counter()
+        model, _ = fit(cfg, video.frames, s["epochs"], s["lr"], s["batch_size"], s["seed"], self.device,
+                       Path(s["checkpoint"]) if s["checkpoint"] else None, s["progress"])
+        embeddings = embed_frames(model, video.frames, self.device)
+        decoder = model.decoder
+        del model
+        if embeddings is not None:
+            embeddings = torch.nn.Parameter(embeddings)
+        masks = prune_masks(decoder, s["prune"]) if s["prune"] > 0 else None
+        if masks:
+            with torch.no_grad():
+                for n, p in decoder.named_parameters():
+                    if n in masks:
+                        p.mul_(masks[n])
+            if s["prune_epochs"]:
+                finetune(decoder, embeddings, video.frames, s["prune_epochs"], s["lr"] / 10, s["seed"], self.device,
+                         masks=masks, desc="prune fine-tune", progress=s["progress"])
+        tensors = dict(decoder.named_parameters())
+        if embeddings is not None:
+            tensors[EMBEDDINGS] = embeddings
+        bits = {n: s["embed_bits"] if n == EMBEDDINGS else s["bits"] for n in tensors}
+        quant = {n: (bits[n], choose_per_channel(x, bits[n])) for n, x in tensors.items()}
+        if s["qat_epochs"]:
+            finetune(decoder, embeddings, video.frames, s["qat_epochs"], s["lr"] / 10, s["seed"] + 1, self.device,
+                     masks=masks, quant=quant, desc="quantisation-aware fine-tune", progress=s["progress"])
+        coded = {n: quantize_tensor(x, *quant[n]) for n, x in tensors.items()}
+        meta, symbols = encode_tensors(list(coded.values()))
+        t1 = time.perf_counter()
+        self.reconstruction = self._synthesize(cfg, coded, h, w)
+        fields = {**cfg.to_fields(), "h": h, "w": w, "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
+                  "epochs": s["epochs"], "seed": s["seed"], "bits": s["bits"], "embed_bits": s["embed_bits"],
+                  "prune_permille": int(round(1000 * s["prune"])), "qat_epochs": s["qat_epochs"],
+                  "params": cfg.stored_params()}
+        del fields["arch"]
+        out = Container("video", self.name, cfg.digest(), fields, {"meta": meta, "symbols": symbols}).to_bytes()
+        self.stats = {"encode_s": t1 - t0, "params": cfg.stored_params(), "bytes": len(out),
+                      "bpp": 8 * len(out) / (t * h * w)}
+        return out
+
+    def _synthesize(self, cfg: INRConfig, coded: dict[str, QuantizedTensor], h: int, w: int) -> np.ndarray:
+        decoder = Decoder(cfg).to(self.device)
+        decoder.load_state_dict({n: q.dequantize() for n, q in coded.items() if n != EMBEDDINGS})
+        embeddings = coded[EMBEDDINGS].dequantize().to(self.device) if EMBEDDINGS in coded else None
+        return synthesize(decoder.eval(), embeddings, h, w)
+
+    def decode(self, data: bytes | Container) -> Video:
+        """Container bytes -> the decoded :class:`Video`."""
+        c = data if isinstance(data, Container) else Container.from_bytes(data)
+        if c.codec != "video":
+            raise ModelMismatchError(f"this is a {c.codec} stream, not a video stream")
+        if c.model != self.name:
+            raise ModelMismatchError(f"stream was made with video codec {c.model!r}, not {self.name!r}")
+        cfg, h, w = _check_config(c)
+        fps = Fraction(c.require("fps_num"), max(1, c.require("fps_den")))
+        t0 = time.perf_counter()
+        coded = read_tensors(c)
+        t1 = time.perf_counter()
+        frames = self._synthesize(cfg, coded, h, w)
+        t2 = time.perf_counter()
+        self.stats = {"entropy_s": t1 - t0, "synthesis_s": t2 - t1, "fps": cfg.frames / max(t2 - t1, 1e-9)}
+        try:
+            return Video(frames, check_fps(fps))
+        except InputError:
+            raise CorruptStreamError("ncodec video stream declares an invalid frame rate") from None
+
+
+def stored_tensors(cfg: INRConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the stored tensors in stream order: decoder parameters, then HNeRV's embeddings."""
+    with torch.device("meta"):
+        shapes = {n: tuple(p.shape) for n, p in Decoder(cfg).named_parameters()}
+    if cfg.arch == "hnerv":
+        shapes[EMBEDDINGS] = (cfg.frames, cfg.embed_dim, *cfg.grid)
+    return shapes
+
+
+def read_tensors(c: Container, symbols: bool = True) -> dict[str, QuantizedTensor]:
+    """The quantised tensors of a video stream by name (``symbols=False``: the table only)."""
+    cfg, _, _ = _check_config(c)
+    shapes = stored_tensors(cfg)
+    if symbols:
+        coded = decode_tensors(c.section("meta"), c.section("symbols"), list(shapes.values()))
+    else:
+        coded = read_table(c.section("meta"), list(shapes.values()))
+    return dict(zip(shapes, coded))

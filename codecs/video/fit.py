@@ -1,0 +1,216 @@
+"""Fitting a network to a clip: the encoder side of the video codec.
+
+One loop (:func:`run_epochs`) serves every stage: the main fit of a :class:`VideoINR`, and the
+fine-tunes of the stored part only (after pruning, and quantisation-aware).  Epochs visit the
+frames in an order drawn from ``(seed, epoch)`` and the learning rate is a pure function of the
+step (linear warm-up, cosine decay), so a run is reproducible for a seed and a resumed run
+continues exactly as an uninterrupted one would.  The main fit can save a checkpoint (model,
+optimizer, epoch) every few minutes and resume from it, e.g. across GPU leases.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from torch.func import functional_call
+
+from ..errors import UsageError
+from .bitstream import fake_quantize
+from .models import Decoder, INRConfig, VideoINR, positional_encoding
+
+WARMUP = 0.1          # fraction of the steps spent warming the learning rate up
+
+
+def frames_to_tensor(frames: np.ndarray, cfg: INRConfig, device: torch.device) -> torch.Tensor:
+    """T x H x W x 3 uint8 -> T x 3 x height x width uint8 on ``device``, edge-padded to the model size."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    h, w = frames.shape[1:3]
+    if (h, w) != (cfg.height, cfg.width):
+        t = F.pad(t.float(), (0, cfg.width - w, 0, cfg.height - h), mode="replicate").to(torch.uint8)
+    return t.contiguous().to(device)
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first WARMUP of the steps, then cosine decay to zero."""
+    warm = max(1, int(WARMUP * total))
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def epoch_order(seed: int, epoch: int, frames: int) -> torch.Tensor:
+    """The frame order of one epoch, a function of (seed, epoch) only."""
+    return torch.randperm(frames, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               frames: torch.Tensor, size: tuple[int, int], epochs: int, lr: float, batch_size: int, seed: int,
+               desc: str, progress: bool = True, optimizer: torch.optim.Optimizer | None = None, start: int = 0,
+               after_step: Callable[[], None] | None = None,
+               on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None) -> float:
+    """Adam on the MSE of ``predict(batch_frames, batch_index)`` against the frames (cropped to
+    ``size`` = (H, W)); returns the last epoch's mean MSE.  ``after_step`` runs after every update
+    (e.g. re-applying a pruning mask), ``on_epoch(epoch_done, optimizer)`` after every epoch."""
+    opt = optimizer or torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    n = frames.shape[0]
+    per_epoch = -(-n // batch_size)
+    h, w = size
+    mse = float("nan")
+    bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in range(start, epochs):
+        order = epoch_order(seed, epoch, n).to(frames.device)
+        total = torch.zeros((), dtype=torch.float64, device=frames.device)
+        for i in range(per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(epoch * per_epoch + i, epochs * per_epoch, lr)
+            target = frames[idx].float() / 255
+            out = predict(target, idx)
+            loss = F.mse_loss(out[:, :, :h, :w], target[:, :, :h, :w])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+            total += loss.detach().double() * len(idx)
+        mse = float(total) / n
+        bar.set_postfix(loss=f"{mse:.2e}", psnr=f"{psnr_from_mse(mse):.2f}dB")
+        bar.update(1)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, opt)
+    bar.close()
+    return mse
+
+
+def fingerprint(cfg: INRConfig, frames: np.ndarray, **settings) -> str:
+    """What a checkpoint must match to be resumed: architecture, the exact frames, the settings."""
+    h = hashlib.sha256(repr(sorted(cfg.to_fields().items())).encode())
+    h.update(repr(sorted(settings.items())).encode())
+    h.update(np.ascontiguousarray(frames).tobytes())
+    return h.hexdigest()
+
+
+class Checkpoint:
+    """Resumable state of the main fit, saved atomically every ``every`` seconds."""
+
+    def __init__(self, path: Path | None, key: str, every: float = 120.0):
+        self.path, self.key, self.every = (Path(path) if path else None), key, every
+        self._last = time.monotonic()
+
+    def load(self, model: VideoINR, device: torch.device):
+        """(epoch, optimizer state) of a matching checkpoint, or (0, None) when there is none."""
+        if self.path is None or not self.path.exists():
+            return 0, None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise UsageError(f"checkpoint {self.path} is unreadable ({exc}); delete it to start afresh") from None
+        if state.get("key") != self.key:
+            raise UsageError(f"checkpoint {self.path} belongs to another clip or other settings; "
+                             "delete it or give another --checkpoint path")
+        model.load_state_dict(state["model"])
+        return int(state["epoch"]), state["optimizer"]
+
+    def maybe_save(self, epoch: int, epochs: int, model: VideoINR, opt: torch.optim.Optimizer) -> None:
+        if self.path is None or (epoch < epochs and time.monotonic() - self._last < self.every):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.part")
+        torch.save({"key": self.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict()}, tmp)
+        os.replace(tmp, self.path)
+        self._last = time.monotonic()
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    """Seed torch and ask CUDA for deterministic kernels."""
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: int, seed: int,
+        device: torch.device, checkpoint: Path | None = None, progress: bool = True) -> tuple[VideoINR, float]:
+    """Fit a fresh (or checkpointed) VideoINR to T x H x W x 3 uint8 ``frames``; returns it and the final MSE."""
+    seed_everything(seed, device)
+    model = VideoINR(cfg).to(device)
+    data = frames_to_tensor(frames, cfg, device)
+    ckpt = Checkpoint(checkpoint, fingerprint(cfg, frames, epochs=epochs, lr=lr, batch=batch_size, seed=seed))
+    start, opt_state = ckpt.load(model, device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    mse = run_epochs(list(model.parameters()), lambda x, i: model(x, i), data, frames.shape[1:3], epochs, lr,
+                     batch_size, seed, f"fit {cfg.arch}", progress, opt, start,
+                     on_epoch=lambda e, o: ckpt.maybe_save(e, epochs, model, o))
+    return model, mse
+
+
+def frame_inputs(cfg: INRConfig, embeddings: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+    """The stored decoder's input for frames ``index``: their embeddings (HNeRV) or positions (NeRV)."""
+    if embeddings is not None:
+        return embeddings[index]
+    return positional_encoding(index.float() / cfg.frames, cfg)
+
+
+def finetune(decoder: Decoder, embeddings: torch.Tensor | None, frames: np.ndarray, epochs: int, lr: float,
+             seed: int, device: torch.device, masks: dict[str, torch.Tensor] | None = None,
+             quant: dict[str, tuple[int, bool]] | None = None, desc: str = "fine-tune",
+             progress: bool = True) -> float:
+    """Fine-tune the stored part (decoder weights, and HNeRV's embeddings as free parameters) in place.
+
+    ``masks`` keeps pruned weights at zero; ``quant`` (name -> (bits, per-channel)) trains through
+    the quantiser with a straight-through gradient ("embeddings" names the embeddings)."""
+    cfg = decoder.cfg
+    params = dict(decoder.named_parameters())
+    trainable = list(params.values()) + ([embeddings] if embeddings is not None else [])
+
+    def predict(_frames, idx):
+        weights = params
+        if quant:
+            weights = {n: fake_quantize(p, *quant[n]) if n in quant else p for n, p in params.items()}
+        z = embeddings
+        if z is not None and quant and "embeddings" in quant:
+            z = fake_quantize(z, *quant["embeddings"])
+        return functional_call(decoder, weights, (frame_inputs(cfg, z, idx),))
+
+    def apply_masks():
+        with torch.no_grad():
+            for n, m in (masks or {}).items():
+                params[n].mul_(m)
+
+    data = frames_to_tensor(frames, cfg, device)
+    return run_epochs(trainable, predict, data, frames.shape[1:3], epochs, lr, 1, seed + 1, desc, progress,
+                      after_step=apply_masks if masks else None)
+
+
+def prune_masks(decoder: Decoder, fraction: float) -> dict[str, torch.Tensor]:
+    """Global magnitude pruning: masks zeroing the smallest ``fraction`` of all weight (not bias) values."""
+    weights = {n: p for n, p in decoder.named_parameters() if p.dim() >= 2}
+    values = torch.cat([p.detach().abs().flatten() for p in weights.values()])
+    k = int(fraction * values.numel())
+    if k == 0:
+        return {}
+    threshold = values.kthvalue(k).values
+    return {n: (p.detach().abs() > threshold).to(p.dtype) for n, p in weights.items()}
+
+
+@torch.no_grad()
+def embed_frames(model: VideoINR, frames: np.ndarray, device: torch.device, batch: int = 8) -> torch.Tensor | None:
+    """HNeRV: the encoder's embedding of every frame (T x embed_dim x grid); None for NeRV."""
+    if model.encoder is None:
+        return None
+    data = frames_to_tensor(frames, model.cfg, device)
+    return torch.cat([model.encoder(data[i:i + batch].float() / 255) for i in range(0, len(data), batch)])

@@ -1,0 +1,250 @@
+"""NeRV and HNeRV: networks that *are* the video.
+
+Both share one decoder: a stem that turns a per-frame input into a small feature grid
+(``fc_dim`` channels of ``grid_h x grid_w``), then one upsampling block per stride
+(convolution -> pixel shuffle -> GELU) and a 3x3 head.  As in HNeRV, kernel sizes grow towards
+the output (``ks_min + 2 i``, capped at ``ks_max``) while widths shrink by ``reduce`` per stage
+(never below ``lower_width``), which spreads the parameters evenly over the stages.
+
+* NeRV: the input is the frame index through a sinusoidal positional encoding; the stem is a
+  linear layer to the whole grid.  Nothing per frame is stored.
+* HNeRV: the input is a tiny per-frame embedding (``embed_dim x grid``) produced by a
+  convolutional encoder from the frame itself; the stem is a 1x1 convolution.  The embeddings are
+  stored in the stream, the encoder is not.
+
+:func:`solve_config` picks ``fc_dim`` so that the stored parameters (decoder, plus embeddings
+for HNeRV) meet a budget, the role of HNeRV's model-size solver; it searches the exact count
+rather than solving an approximate quadratic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UsageError
+
+ARCHS = ("nerv", "hnerv")
+STRIDE_CHOICES = (5, 4, 3, 2)
+MAX_FC_DIM = 4096
+
+
+@dataclass(frozen=True)
+class INRConfig:
+    """Everything that builds a decoder; it travels in the container's fields."""
+
+    arch: str
+    frames: int
+    height: int                 # model output size: the frame padded to a multiple of prod(strides)
+    width: int
+    strides: tuple[int, ...]
+    fc_dim: int
+    embed_dim: int = 16         # HNeRV: channels of the per-frame embedding
+    ks_min: int = 1
+    ks_max: int = 5
+    reduce_permille: int = 1200
+    lower_width: int = 12
+    pe_levels: int = 80         # NeRV: sin/cos pairs of the positional encoding
+    pe_base_permille: int = 1250
+
+    @property
+    def total_stride(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // self.total_stride, self.width // self.total_stride
+
+    def widths(self) -> list[int]:
+        """Channel count after the stem and after every block."""
+        out, c = [self.fc_dim], self.fc_dim
+        for _ in self.strides:
+            c = max(round(c * 1000 / self.reduce_permille), self.lower_width)
+            out.append(c)
+        return out
+
+    def kernel(self, stage: int) -> int:
+        return min(self.ks_min + 2 * stage, self.ks_max)
+
+    def to_fields(self) -> dict:
+        d = asdict(self)
+        d["strides"] = list(self.strides)
+        return d
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "INRConfig":
+        d = dict(fields)
+        d["strides"] = tuple(d["strides"])
+        return cls(**d)
+
+    def digest(self) -> bytes:
+        """8 bytes identifying the architecture (the container's ``weights_digest``)."""
+        return hashlib.sha256(json.dumps(self.to_fields(), sort_keys=True).encode()).digest()[:8]
+
+    def stored_params(self) -> int:
+        """Parameters the stream carries: the decoder, plus the embeddings for HNeRV."""
+        with torch.device("meta"):
+            n = sum(p.numel() for p in Decoder(self).parameters())
+        if self.arch == "hnerv":
+            n += self.frames * self.embed_dim * self.grid[0] * self.grid[1]
+        return n
+
+
+def choose_strides(height: int, width: int) -> tuple[int, ...]:
+    """Upsampling strides (largest first, at most 5 stages) for a frame size: a feature grid of
+    2-4 cells on the short side (HNeRV uses 2x4 for 640x1280 with strides 5,4,4,2,2), little padding,
+    many gentle stages.  Frames too small for that get the stride sequence with the least padding."""
+    candidates = []
+
+    def visit(prefix: tuple[int, ...]):
+        if prefix:
+            s = math.prod(prefix)
+            gh, gw = -(-height // s), -(-width // s)
+            waste = gh * gw * s * s / (height * width) - 1
+            candidates.append((not 2 <= min(gh, gw) <= 4, waste + 0.02 * gh * gw - 0.01 * len(prefix), prefix))
+        if len(prefix) < 5:
+            for st in STRIDE_CHOICES:
+                if (not prefix or st <= prefix[-1]) and math.prod(prefix) * st <= 2 * max(height, width):
+                    visit(prefix + (st,))
+
+    visit(())
+    return min(candidates)[2]
+
+
+def solve_config(arch: str, params: int, frames: int, height: int, width: int, **overrides) -> INRConfig:
+    """The config whose stored parameter count is closest to ``params`` (frames are padded to a
+    multiple of the total stride).  Budgets too small for the default ``lower_width`` of 12 get
+    narrower final stages (8, then 4) rather than an error."""
+    if arch not in ARCHS:
+        raise UsageError(f"unknown video architecture {arch!r}; choose {' or '.join(ARCHS)}")
+    strides = tuple(overrides.pop("strides", None) or choose_strides(height, width))
+    s = math.prod(strides)
+    base = dict(arch=arch, frames=frames, height=-(-height // s) * s, width=-(-width // s) * s, strides=strides)
+    base.update(overrides)
+    widths = [base.pop("lower_width")] if "lower_width" in base else [12, 8, 4]
+    for lower in widths:
+        base["lower_width"] = lower
+        smallest = INRConfig(fc_dim=lower, **base).stored_params()
+        if smallest <= params:
+            break
+    else:
+        raise UsageError(f"model size {params} is below the smallest {arch} for this clip ({smallest} parameters)")
+    lo, hi = lower, MAX_FC_DIM
+    while lo < hi:                      # largest fc_dim whose count stays within the budget
+        mid = (lo + hi + 1) // 2
+        if INRConfig(fc_dim=mid, **base).stored_params() <= params:
+            lo = mid
+        else:
+            hi = mid - 1
+    below, above = INRConfig(fc_dim=lo, **base), INRConfig(fc_dim=min(lo + 1, MAX_FC_DIM), **base)
+    return min((below, above), key=lambda c: abs(c.stored_params() - params))
+
+
+def parse_size(text) -> int:
+    """'0.75M' / '300k' / '120000' -> a parameter count."""
+    t = str(text).strip().lower()
+    scale = {"k": 1e3, "m": 1e6}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise UsageError(f"model size must look like 0.75M, 300k or 120000, not {text!r}") from None
+    if not 1000 <= value <= 1e9:
+        raise UsageError(f"model size {text!r} is outside 1k..1000M parameters")
+    return int(round(value))
+
+
+def positional_encoding(t: torch.Tensor, cfg: INRConfig) -> torch.Tensor:
+    """Frame positions t in [0, 1) -> (B, 2 * pe_levels) sin/cos features (NeRV)."""
+    bases = (cfg.pe_base_permille / 1000) ** torch.arange(cfg.pe_levels, dtype=torch.float32, device=t.device)
+    v = t.float()[:, None] * bases[None, :] * math.pi
+    return torch.cat([torch.sin(v), torch.cos(v)], dim=1)
+
+
+class UpBlock(nn.Module):
+    """Convolution to ``c_out * stride**2`` channels, pixel shuffle by ``stride``, GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
+        self.stride = stride
+
+    def forward(self, x):
+        return F.gelu(F.pixel_shuffle(self.conv(x), self.stride))
+
+
+class Decoder(nn.Module):
+    """Stem + upsampling blocks + head: per-frame input -> RGB in [0, 1]."""
+
+    def __init__(self, cfg: INRConfig):
+        super().__init__()
+        self.cfg = cfg
+        gh, gw = cfg.grid
+        widths = cfg.widths()
+        if cfg.arch == "nerv":
+            self.stem = nn.Linear(2 * cfg.pe_levels, cfg.fc_dim * gh * gw)
+        else:
+            self.stem = nn.Conv2d(cfg.embed_dim, cfg.fc_dim, 1)
+        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], s, cfg.kernel(i))
+                                    for i, s in enumerate(cfg.strides))
+        self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, 2 * pe_levels) for NeRV, (B, embed_dim, grid_h, grid_w) for HNeRV."""
+        if self.cfg.arch == "nerv":
+            gh, gw = self.cfg.grid
+            x = F.gelu(self.stem(z)).view(z.shape[0], self.cfg.fc_dim, gh, gw)
+        else:
+            x = F.gelu(self.stem(z))
+        for block in self.blocks:
+            x = block(x)
+        return torch.tanh(self.head(x)) * 0.5 + 0.5
+
+
+class FrameEncoder(nn.Module):
+    """HNeRV's content encoder (never stored): per stride a patchifying convolution, and from the
+    third stage on (where the maps are small) a depthwise/pointwise residual block; the last stage
+    outputs the embedding, linearly."""
+
+    def __init__(self, cfg: INRConfig, width: int = 48):
+        super().__init__()
+        chans = [3] + [width] * (len(cfg.strides) - 1) + [cfg.embed_dim]
+        self.down = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], s, stride=s)
+                                  for i, s in enumerate(reversed(cfg.strides)))
+        self.mix = nn.ModuleList(nn.Identity() if i < 2 else
+                                 nn.Sequential(nn.Conv2d(width, width, 7, padding=3, groups=width),
+                                               nn.Conv2d(width, 2 * width, 1), nn.GELU(),
+                                               nn.Conv2d(2 * width, width, 1))
+                                 for i in range(len(cfg.strides) - 1))
+
+    def forward(self, x):
+        for i, down in enumerate(self.down):
+            x = down(x)
+            if i < len(self.mix):
+                x = F.gelu(x)
+                if i >= 2:
+                    x = x + self.mix[i](x)
+        return x
+
+
+class VideoINR(nn.Module):
+    """The trainable whole: decoder (stored) and, for HNeRV, the encoder (not stored)."""
+
+    def __init__(self, cfg: INRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.decoder = Decoder(cfg)
+        self.encoder = FrameEncoder(cfg) if cfg.arch == "hnerv" else None
+
+    def frame_inputs(self, frames: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+        """The decoder's input for a batch: positional encoding of ``index`` or embeddings of ``frames``."""
+        if self.encoder is None:
+            return positional_encoding(index.float() / self.cfg.frames, self.cfg)
+        return self.encoder(frames)
+
+    def forward(self, frames: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.frame_inputs(frames, index))

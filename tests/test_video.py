@@ -1,0 +1,204 @@
+"""Video codecs (NeRV, HNeRV): exact representation coding, fit quality, exact decode, resumable
+and deterministic fitting, clear errors on bad input and damaged streams, no partial outputs."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA
+from ncodec.container import Container
+from ncodec.errors import CorruptStreamError, InputError, UsageError
+from ncodec.eval.metrics import psnr
+from ncodec.video import app
+from ncodec.video import fit as fit_module
+from ncodec.video.bitstream import decode_tensors, encode_tensors, quantize_tensor
+from ncodec.video.codec import VideoCodec, read_tensors
+from ncodec.video.io import Video, read_video, write_video
+from ncodec.video.models import choose_strides, solve_config
+
+FAST = {"size": "12k", "epochs": 25, "progress": False}
+
+
+def synthetic_clip(frames: int = 6, h: int = 32, w: int = 48) -> np.ndarray:
+    """Smooth moving colour waves: easy to fit in a few epochs."""
+    t, y, x, c = np.ogrid[:frames, :h, :w, :3]
+    return (127 + 100 * np.sin(0.2 * x + 0.4 * t + c) * np.cos(0.15 * y + 0.1 * t)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clip() -> Video:
+    torch.set_num_threads(1)
+    return Video(synthetic_clip(), 25)
+
+
+@pytest.fixture(scope="module", params=["nerv", "hnerv"])
+def coded(request, clip):
+    codec = VideoCodec(request.param, "cpu")
+    data = codec.encode(clip, **FAST)
+    return codec, data
+
+
+def test_representation_round_trip_is_exact():
+    torch.manual_seed(0)
+    tensors = [torch.randn(16, 8, 3, 3) * 0.05, torch.randn(7) * 0.1, torch.zeros(4, 4),
+               torch.distributions.Laplace(0.0, 0.02).sample((32, 12, 5, 5)), torch.randn(10, 16, 2, 4)]
+    for bits in (8, 6, 3):
+        coded = [quantize_tensor(x, bits, per_channel=x.dim() > 1 and i % 2 == 0) for i, x in enumerate(tensors)]
+        meta, symbols = encode_tensors(coded)
+        back = decode_tensors(meta, symbols, [q.shape for q in coded])
+        for a, b in zip(coded, back):
+            assert np.array_equal(a.symbols, b.symbols) and np.array_equal(a.steps, b.steps)
+            assert (a.bins is None) == (b.bins is None) and torch.equal(a.dequantize(), b.dequantize())
+        err = max(float((q.dequantize() - x).abs().max() / (q.steps.max() / 2)) for q, x in zip(coded, tensors))
+        assert err <= 1.0001   # never more than half a step
+
+
+def test_size_solver_meets_budget():
+    assert choose_strides(640, 1280) == (5, 4, 4, 2, 2)    # HNeRV's Bunny setting
+    for arch in ("nerv", "hnerv"):
+        for budget in (300_000, 1_500_000):
+            cfg = solve_config(arch, budget, 132, 640, 1280)
+            assert abs(cfg.stored_params() - budget) / budget < 0.03
+    with pytest.raises(UsageError):
+        solve_config("hnerv", 1000, 120, 144, 176)
+
+
+def test_decode_is_exact_and_above_floor(coded, clip):
+    codec, data = coded
+    decoded = codec.decode(data)
+    assert decoded.frames.shape == clip.frames.shape and decoded.fps == clip.fps
+    assert np.array_equal(decoded.frames, codec.reconstruction)   # same device: bit-exact
+    assert psnr(clip.frames, decoded.frames) > 21.0
+
+
+def test_tensors_in_stream_match_settings(coded):
+    codec, data = coded
+    tensors = read_tensors(Container.from_bytes(data))
+    assert all(q.bits == 8 for q in tensors.values())
+    assert ("embeddings" in tensors) == (codec.name == "hnerv")
+    assert sum(q.symbols.size for q in tensors.values()) == codec.stats["params"]
+
+
+def test_damaged_streams_raise(coded):
+    codec, data = coded
+    with pytest.raises(CorruptStreamError):
+        codec.decode(data[:-7])
+    c = Container.from_bytes(data)
+    bad_meta = Container(c.codec, c.model, c.weights_digest, c.fields, {**c.sections, "meta": b"\xff" + c.sections["meta"][1:]})
+    with pytest.raises(CorruptStreamError):
+        codec.decode(bad_meta.to_bytes())
+    bad_field = Container(c.codec, c.model, c.weights_digest, {**c.fields, "fc_dim": c.fields["fc_dim"] + 1}, c.sections)
+    with pytest.raises(CorruptStreamError):
+        codec.decode(bad_field.to_bytes())
+    short = Container(c.codec, c.model, c.weights_digest, c.fields, {**c.sections, "meta": c.sections["meta"][:-1]})
+    with pytest.raises(CorruptStreamError):
+        codec.decode(short.to_bytes())
+    body = bytearray(data[:-4])
+    body[-5] ^= 0x10    # inside the symbols, checksum fixed: garbage symbols decode or fail cleanly
+    try:
+        codec.decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+    except CorruptStreamError:
+        pass
+
+
+def test_pruning_and_qat_options(clip):
+    codec = VideoCodec("nerv", "cpu")
+    data = codec.encode(clip, **{**FAST, "epochs": 8}, bits=6, prune=0.3, prune_epochs=2, qat_epochs=2)
+    tensors = read_tensors(Container.from_bytes(data))
+    weights = np.concatenate([q.symbols.ravel() for n, q in tensors.items() if q.symbols.ndim >= 2])
+    assert np.mean(weights == 0) >= 0.3 and all(q.bits == 6 for q in tensors.values())
+    assert np.array_equal(codec.decode(data).frames, codec.reconstruction)
+
+
+def test_fit_is_deterministic_and_resumable(clip, tmp_path, monkeypatch):
+    src = tmp_path / "clip"
+    write_video(src, clip)                       # a folder of PNG frames
+    opts = {**FAST, "epochs": 4, "seed": 3}
+    reference = VideoCodec("hnerv", "cpu").encode(read_video(src, fps=25), **opts)
+    assert VideoCodec("hnerv", "cpu").encode(read_video(src, fps=25), **opts) == reference
+
+    ckpt, dst = tmp_path / "fit.ckpt", tmp_path / "out.ncz"
+    save = fit_module.Checkpoint.maybe_save
+
+    def interrupt_after_two(self, epoch, epochs, model, opt):
+        self.every = 0
+        save(self, epoch, epochs, model, opt)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module.Checkpoint, "maybe_save", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        app.encode_file(src, dst, "hnerv", "cpu", False, {**opts, "checkpoint": str(ckpt), "fps": "25"})
+    assert not dst.exists() and ckpt.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    monkeypatch.undo()
+    app.encode_file(src, dst, "hnerv", "cpu", False, {**opts, "checkpoint": str(ckpt), "fps": "25"})
+    assert dst.read_bytes() == reference
+    with pytest.raises(UsageError):    # a checkpoint of other settings is refused, not silently reused
+        app.encode_file(src, tmp_path / "x.ncz", "hnerv", "cpu", False,
+                        {**opts, "epochs": 5, "checkpoint": str(ckpt), "fps": "25"})
+
+
+def test_file_round_trip_and_info(tmp_path, clip):
+    src, dst = tmp_path / "in.y4m", tmp_path / "c.ncz"
+    write_video(src, clip)
+    report = app.encode_file(src, dst, "nerv", "cpu", False, {**FAST, "epochs": 3})
+    assert report["bytes"] == dst.stat().st_size and "bpp" in report["summary"]
+    c = Container.from_bytes(dst.read_bytes())
+    info = app.describe(c, report["bytes"])
+    assert info["frames"] == 6 and info["params"] == report["params"] and len(info["bits_per_tensor"]) > 3
+    app.decode_file(c, tmp_path / "png", "cpu", False)
+    frames = read_video(tmp_path / "png").frames
+    assert np.array_equal(frames, VideoCodec("nerv", "cpu").decode(c).frames)
+    app.decode_file(c, tmp_path / "out.mp4", "cpu", False)
+    back = read_video(tmp_path / "out.mp4")
+    assert back.shape == clip.shape and psnr(frames, back.frames) > 40    # lossless up to RGB<->YCbCr rounding
+
+
+def test_bad_inputs_raise_input_error(tmp_path):
+    with pytest.raises(InputError):
+        Video(np.zeros((0, 16, 16, 3), np.uint8), 25)
+    with pytest.raises(InputError):
+        Video(np.zeros((2, 16, 16), np.uint8), 25)
+    with pytest.raises(InputError):
+        Video(np.zeros((1, 16, 16, 3), np.uint8), 0)
+    (tmp_path / "a.txt").write_text("hello")
+    with pytest.raises(InputError):
+        read_video(tmp_path / "a.txt")
+    with pytest.raises(InputError):
+        read_video(tmp_path / "missing.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError):
+        read_video(tmp_path / "empty")
+    raw = tmp_path / "x.yuv"
+    raw.write_bytes(bytes(1000))
+    with pytest.raises(UsageError):
+        read_video(raw)                                   # needs --frame-size
+    with pytest.raises(InputError):
+        read_video(raw, frame_size=(16, 16))              # not a whole number of frames
+    with pytest.raises(InputError):
+        read_video(raw, frame_size=(100_000, 100_000))    # absurd: refused before any allocation
+    (tmp_path / "fake.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(InputError):
+        read_video(tmp_path / "fake.mp4")
+    dst = tmp_path / "never.ncz"
+    with pytest.raises(InputError):
+        app.encode_file(tmp_path / "fake.mp4", dst, "hnerv", "cpu", False, {})
+    with pytest.raises(UsageError):
+        app.encode_file(tmp_path / "fake.mp4", dst, "hnerv", "cpu", False, {"quality": 3})
+    with pytest.raises(UsageError):
+        VideoCodec("hnerv", "cpu").encode(Video(synthetic_clip(2), 25), size="banana")
+    assert not dst.exists()
+
+
+def test_raw_i420_and_shared_clips():
+    raw = DATA / "video" / "raw_yuv420" / "foreman_cif_352x288_i420_2frames.yuv"
+    mp4 = DATA / "video" / "mp4" / "carphone_qcif_176x144_120f.mp4"
+    if not raw.exists() or not mp4.exists():
+        pytest.skip("shared video data is absent")
+    v = read_video(raw, frame_size=(352, 288), fps="30")
+    assert v.shape == (2, 288, 352) and v.fps == 30
+    v = read_video(mp4, max_frames=10, crop=(128, 96))
+    assert v.shape == (10, 96, 128) and abs(float(v.fps) - 29.97) < 0.01
