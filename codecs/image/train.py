@@ -7,6 +7,11 @@ build machine exposed only AVX2) bf16 is emulated and about 10x slower; ``amp=Tr
 turns it on where the hardware has it.  Entropy-parameter paths and likelihoods always
 run in float32.  Checkpoints are written atomically every few
 minutes and a run restarted with the same ``--out`` resumes where it stopped.
+
+Launched by ``torchrun`` (``torchrun --nproc_per_node N --no-python ncodec train image ...``) it
+trains with torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process draws its
+own crops (``--batch`` per process), rank 0 alone decides the schedule, writes checkpoints, logs
+and exports, and at the end every rank checks it holds the same weights.
 """
 from __future__ import annotations
 
@@ -148,13 +153,72 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class _Distributed:
+    """Process-group plumbing for torchrun launches; a no-op in a single process."""
+
+    def __init__(self, device_type: str):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1:
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model):
+        """The module to run forward passes through (DDP-wrapped when distributed)."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if next(model.parameters()).is_cuda else None
+        # unused: the density quantiles (aux loss) and, for the factorized model, absent levels' priors
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    def decide(self, lr: float, stop: bool, device) -> tuple[float, bool]:
+        """Rank 0's learning rate and stop decision, for every rank (the schedule runs on wall time)."""
+        if self.world == 1:
+            return lr, stop
+        t = torch.tensor([lr, float(stop)], dtype=torch.float64, device=device)
+        self.dist.broadcast(t, 0)
+        return t[0].item(), bool(t[1].item())
+
+    def average_grads(self, params) -> None:
+        """Average gradients that DDP does not synchronise (the aux loss's)."""
+        if self.world > 1:
+            for p in params:
+                if p.grad is not None:
+                    self.dist.all_reduce(p.grad)
+                    p.grad /= self.world
+
+    def check_in_sync(self, model) -> None:
+        """Fail loudly if the ranks' weights drifted apart."""
+        if self.world == 1:
+            return
+        total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().view(1)
+        gathered = [torch.zeros_like(total) for _ in range(self.world)]
+        self.dist.all_gather(gathered, total)
+        if any(not torch.equal(g, total) for g in gathered):
+            raise RuntimeError("distributed training: the ranks' weights differ")
+
+    def close(self) -> None:
+        if self.world > 1:
+            self.dist.destroy_process_group()
+
+
 def train(opts: TrainOptions) -> Path:
     """Train (or resume) a model; returns the checkpoint path.  Exports weights if asked."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    torch.manual_seed(opts.seed)
-    rng = random.Random(opts.seed)
-    device = torch.device(opts.device)
+    dist = _Distributed(torch.device(opts.device).type)
+    torch.manual_seed(opts.seed + 1_000_003 * dist.rank)
+    rng = random.Random(opts.seed + 1_000_003 * dist.rank)
+    device = torch.device(f"cuda:{dist.local_rank}" if opts.device == "cuda" else opts.device)
     opts.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = opts.out / "checkpoint.pt"
 
@@ -176,8 +240,8 @@ def train(opts: TrainOptions) -> Path:
             optimizer.load_state_dict(state["optimizer"])
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, elapsed_before = state["step"], state["elapsed"]
-        rng.seed(opts.seed + step)
-        torch.manual_seed(opts.seed + step)
+        rng.seed(opts.seed + step + 1_000_003 * dist.rank)
+        torch.manual_seed(opts.seed + step + 1_000_003 * dist.rank)
         print(f"resuming {opts.arch} from step {step}")
     elif opts.init is not None:
         from .weights import load_weights
@@ -189,8 +253,9 @@ def train(opts: TrainOptions) -> Path:
 
     sampler = CropSampler(opts.data, opts.crop, rng)
     amp = device.type == "cuda" if opts.amp is None else opts.amp
-    if step == 0 and opts.prior_warmup:
+    if step == 0 and opts.prior_warmup and dist.main:   # DDP then copies rank 0's weights to every rank
         fit_priors(model, sampler, opts.prior_warmup, batch=opts.batch, amp=amp)
+    net = dist.wrap(model)
     levels = config.levels
     started = time.monotonic()
     last_ckpt = started
@@ -209,13 +274,18 @@ def train(opts: TrainOptions) -> Path:
         }, ckpt_path)
 
     model.train()
-    bar = tqdm(total=opts.steps, initial=step, desc=f"train {opts.arch}", unit="step", dynamic_ncols=True)
-    log = open(opts.out / "log.jsonl", "a")
+    bar = tqdm(total=opts.steps, initial=step, desc=f"train {opts.arch}", unit="step", dynamic_ncols=True,
+               disable=not dist.main)
+    log = open(opts.out / "log.jsonl", "a") if dist.main else None
+
     def session_over() -> bool:
         return bool(opts.stop_after_minutes) and time.monotonic() - started > 60 * opts.stop_after_minutes
 
-    while step < opts.steps and progress() < 1.0 and not session_over():
+    while True:
         lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
+        lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
+        if stop:
+            break
         for group in optimizer.param_groups:
             group["lr"] = lr * group["scale"]
         x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
@@ -225,7 +295,7 @@ def train(opts: TrainOptions) -> Path:
         else:
             quality = torch.rand(opts.batch, device=device) * (levels - 1)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(x, quality)
+            out = net(x, quality)
         loss, bpp, psnr = rd_loss(model, out, x, quality)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -234,6 +304,7 @@ def train(opts: TrainOptions) -> Path:
         aux = model.aux_loss()
         aux_optimizer.zero_grad(set_to_none=True)
         aux.backward()
+        dist.average_grads(aux_params)
         aux_optimizer.step()
         step += 1
         bar.update(1)
@@ -241,13 +312,17 @@ def train(opts: TrainOptions) -> Path:
             stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
                      "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
             bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
-            if step % 200 == 0:
+            if step % 200 == 0 and log:
                 log.write(json.dumps(stats) + "\n")
                 log.flush()
-        if time.monotonic() - last_ckpt > opts.checkpoint_seconds:
+        if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
             checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
+    dist.check_in_sync(model)
+    dist.close()
+    if not dist.main:
+        return ckpt_path
     checkpoint()
     log.close()
     if opts.export is not None:

@@ -1,0 +1,311 @@
+"""The learned audio codec: samples <-> container bytes, chunk by chunk.
+
+Input of any rate from 8 to 48 kHz is resampled to the model rate (48 kHz), stereo becomes
+mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (10 s).  A
+chunk is a run of *global* MDCT frames, so overlap-adding the decoded chunks is exactly the
+inverse MDCT of the whole signal: chunking adds no seam, it only restarts the entropy
+model's context at chunk edges.  Each chunk has its own quality, chosen by a secant search
+on the exact coded size when a bitrate is asked for.  Memory stays bounded by one chunk on
+both sides; the decoder restores the original rate, channel count and length.
+
+Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
+(samples at the model rate), ``cf`` (frames per chunk), and per chunk ``q`` (quality x 1000),
+``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y`` sections).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from ..container import Container
+from ..entropy import EntropyCodingError
+from ..entropy.fixedpoint import ACT_FRAC
+from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
+from .mdct import frame_count, imdct, mdct
+
+CHUNK_FRAMES = 500
+RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
+HEADER_BYTES = 64           # container header estimate charged to the first chunk's budget
+CHUNK_FIELD_BYTES = 8       # per-chunk list entries (q, zl, yl)
+MAX_SEARCH = 8
+
+
+class DecodedAudio(NamedTuple):
+    """float32 samples ``(channels, n)`` and their sample rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+def as_audio_array(samples, sample_rate) -> np.ndarray:
+    """Validate audio given as ``(channels, n)`` or ``(n,)`` (float in [-1, 1] or int16; numpy or
+    torch) and return float32 ``(channels, n)``.  ``(n, channels)`` with at most 8 channels
+    and more samples than channels is accepted too."""
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    a = np.asarray(samples)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2:
+        raise InputError(f"audio must be (channels, samples) or (samples,); got shape {a.shape}")
+    if a.shape[0] > MAX_CHANNELS and a.shape[1] <= MAX_CHANNELS:
+        a = a.T
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise InputError(f"sample rate must be an integer number of Hz, not {sample_rate!r}")
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise InputError(f"sample rate {sample_rate} Hz is outside the supported {MIN_RATE}..{MAX_RATE} Hz")
+    channels, n = a.shape
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InputError(f"{channels} channels (ncodec audio takes 1 to {MAX_CHANNELS})")
+    if n == 0:
+        raise InputError("audio has zero samples")
+    if n > MAX_SECONDS * sample_rate:
+        raise InputError(f"{n / sample_rate / 3600:.1f} hours of audio exceeds the {MAX_SECONDS // 3600}-hour limit")
+    if a.dtype == np.int16:
+        return (a.astype(np.float32) / 32768)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise InputError(f"audio samples must be float or int16, not {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise InputError("audio contains NaN or infinite samples")
+    return a
+
+
+def to_coded_channels(x: np.ndarray) -> np.ndarray:
+    """Stereo -> (mid, side); other layouts as they are."""
+    return np.stack([(x[0] + x[1]) / 2, (x[0] - x[1]) / 2]) if len(x) == 2 else x
+
+
+def from_coded_channels(x: np.ndarray) -> np.ndarray:
+    return np.stack([x[0] + x[1], x[0] - x[1]]) if len(x) == 2 else x
+
+
+def _blocks(x: np.ndarray, size: int = 1 << 16) -> Iterator[np.ndarray]:
+    for s in range(0, x.shape[1], size):
+        yield x[:, s:s + size]
+
+
+class AudioCodec:
+    """MDCT + learned gains, hyperprior, context and dequantizer (one model, every rate)."""
+
+    modality = "audio"
+
+    def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
+                 chunk_frames: int = CHUNK_FRAMES):
+        self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
+        self.config = model.config
+        self.hop, self.rate = self.config.hop, self.config.sample_rate
+        if chunk_frames < 4 or chunk_frames % 4:
+            raise ValueError("chunk_frames must be a positive multiple of 4")
+        self.chunk_frames = chunk_frames
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        self.stats: dict[str, float] = {}
+
+    @property
+    def qualities(self) -> list[float]:
+        """Quality levels 1 (smallest) .. levels; any real value in between works too."""
+        return [float(q) for q in range(1, self.config.levels + 1)]
+
+    # -- encoding ------------------------------------------------------------------------
+    def encode(self, samples, sample_rate: int, kbps: float | None = None, quality: float | None = None) -> bytes:
+        """Compress ``(channels, n)`` samples at ``sample_rate`` to container bytes, at a target
+        bitrate ``kbps`` or a fixed ``quality`` (default: 24 kbps)."""
+        x = as_audio_array(samples, sample_rate)
+        resample = Resampler(len(x), sample_rate, self.rate)
+        model_blocks = (resample(b) for b in [*_blocks(x), None])
+        return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality).to_bytes()
+
+    def _target(self, kbps, quality) -> tuple[float | None, float | None]:
+        if kbps is not None and quality is not None:
+            raise UsageError("give either a bitrate (--kbps) or a quality, not both")
+        if quality is not None:
+            q = float(quality)
+            if not 1 <= q <= self.config.levels:
+                raise UsageError(f"audio quality must be between 1 and {self.config.levels}")
+            return None, q - 1
+        kbps = 24.0 if kbps is None else float(kbps)
+        if not 1 <= kbps <= 1024:
+            raise UsageError("--kbps must be between 1 and 1024")
+        return kbps, None
+
+    def encode_blocks(self, blocks: Iterable[np.ndarray], rate: int, channels: int, source_samples: Callable[[], int],
+                      kbps: float | None = None, quality: float | None = None,
+                      progress: Callable[[int], None] | None = None) -> Container:
+        """Code a stream of model-rate ``(channels, n)`` blocks (``None`` entries are skipped);
+        ``source_samples()`` gives the input's length at ``rate`` once the stream has ended."""
+        kbps, q_fixed = self._target(kbps, quality)
+        hop, frames = self.hop, self.chunk_frames
+        t0 = time.perf_counter()
+        chunks = {"q": [], "zl": [], "yl": []}
+        payload = {"z": [], "y": []}
+        buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
+        total, ideal_bits, q_prev = 0, 0.0, 4.5
+        for block in blocks:
+            if block is None or not block.shape[1]:
+                continue
+            buf = np.concatenate([buf, to_coded_channels(block)], axis=1)
+            total += block.shape[1]
+            while buf.shape[1] >= (frames + 1) * hop:
+                q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], frames * hop, kbps, q_fixed, q_prev,
+                                                chunks, payload)
+                ideal_bits += bits
+                buf = buf[:, frames * hop:]
+                if progress:
+                    progress(frames * hop)
+        if total == 0:
+            raise InputError("audio has zero samples")
+        remaining = frame_count(total, hop) - len(chunks["q"]) * frames
+        while remaining > 0:                           # the tail: at most two chunks, the last padded
+            size = min(frames, -(-remaining // 4) * 4)
+            piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
+            valid = min(max(buf.shape[1] - hop, 0), size * hop)
+            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, chunks, payload)
+            ideal_bits += bits
+            buf, remaining = buf[:, size * hop:], remaining - size
+            if progress:
+                progress(valid)
+        n = source_samples()
+        self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
+        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, **chunks}
+        return Container("audio", self.name, self.digest, fields,
+                         {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
+
+    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, chunks: dict,
+                    payload: dict) -> tuple[float, float]:
+        """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
+        at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
+        with torch.no_grad():
+            coefs = mdct(torch.from_numpy(x).to(self.device), self.hop)
+        if q_fixed is not None:
+            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed)
+        else:
+            budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
+            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess)
+        chunks["q"].append(int(round(q * 1000)))
+        for name in ("z", "y"):
+            payload[name].append(sections[name])
+            chunks[name + "l"].append(len(sections[name]))
+        return q, bits
+
+    def _compress(self, coefs: torch.Tensor, q: float) -> tuple[dict, float]:
+        q = round(q * 1000) / 1000                     # the quality the stream records
+        with torch.no_grad():
+            y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
+        sections, _, _, bits = self.latent.compress(y)
+        return sections, bits
+
+    def _search(self, coefs: torch.Tensor, budget: float, q: float):
+        """Secant search (on log size) for the quality whose chunk size is closest to ``budget`` bytes."""
+        top = self.config.levels - 1
+        tried = []                                     # (q, bytes, sections, bits)
+        for _ in range(MAX_SEARCH):
+            q = min(max(round(q * 1000) / 1000, 0.0), float(top))
+            if any(t[0] == q for t in tried):
+                break
+            sections, bits = self._compress(coefs, q)
+            size = len(sections["z"]) + len(sections["y"])
+            tried.append((q, size, sections, bits))
+            if abs(size - budget) <= RATE_TOLERANCE * budget:
+                break
+            over = [t for t in tried if t[1] > budget]
+            under = [t for t in tried if t[1] <= budget]
+            if not over and q == top or not under and q == 0:
+                break                                  # the target is out of this model's range
+            a, b = sorted(tried, key=lambda t: abs(math.log(t[1] / budget)))[:2] if len(tried) > 1 else (tried[0], None)
+            if b is None or a[1] == b[1]:
+                q = a[0] + (1.0 if a[1] < budget else -1.0) * max(0.25, abs(math.log2(budget / a[1])))
+            else:
+                slope = (math.log(a[1]) - math.log(b[1])) / (a[0] - b[0])
+                q = a[0] + (math.log(budget) - math.log(a[1])) / slope if slope > 0 else (a[0] + b[0]) / 2
+            lo = max([t[0] for t in under], default=0.0)
+            hi = min([t[0] for t in over], default=float(top))
+            if not lo < q < hi:
+                q = (lo + hi) / 2
+        best = min(tried, key=lambda t: abs(t[1] - budget))
+        return best[0], (best[2], best[3])
+
+    # -- decoding ------------------------------------------------------------------------
+    def check_stream(self, c: Container) -> None:
+        """Refuse streams made by another codec, model or weights, with a clear reason."""
+        if c.codec != "audio":
+            raise ModelMismatchError(f"this is a {c.codec} stream, not an audio stream")
+        if c.model != self.name:
+            raise ModelMismatchError(f"stream was made with audio model {c.model!r}, not {self.name!r}")
+        if c.weights_digest != self.digest:
+            raise ModelMismatchError(
+                f"stream was made with different weights for audio model {self.name!r} "
+                f"(stream {c.weights_digest.hex()}, installed {self.digest.hex()}); decode it with those weights")
+
+    def stream_layout(self, c: Container) -> dict:
+        """The validated fields of a stream: rate, ch, n, m, and per chunk (frames, q, z bytes, y bytes)."""
+        self.check_stream(c)
+        rate, ch, n, m, cf = (c.require(k) for k in ("rate", "ch", "n", "m", "cf"))
+        q, zl, yl = (c.require(k, list) for k in ("q", "zl", "yl"))
+        if not (MIN_RATE <= rate <= MAX_RATE and 1 <= ch <= MAX_CHANNELS and 1 <= n <= MAX_SECONDS * rate):
+            raise CorruptStreamError(f"ncodec file declares invalid audio ({ch} channels, {n} samples at {rate} Hz)")
+        if abs(m - n * self.rate / rate) > 2 * self.hop:
+            raise CorruptStreamError("ncodec file declares inconsistent audio lengths")
+        if cf < 4 or cf % 4 or cf > 1 << 16:
+            raise CorruptStreamError("ncodec file declares an invalid chunk size")
+        total = frame_count(m, self.hop)
+        count = -(-total // cf)
+        if not len(q) == len(zl) == len(yl) == count:
+            raise CorruptStreamError("ncodec file's chunk table does not match its length")
+        if min(zl + yl) < 0 or sum(zl) != len(c.section("z")) or sum(yl) != len(c.section("y")):
+            raise CorruptStreamError("ncodec file's chunk table does not match its sections")
+        if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
+            raise CorruptStreamError("ncodec file declares an invalid quality")
+        last = total - (count - 1) * cf
+        sizes = [cf] * (count - 1) + [-(-last // 4) * 4]
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "chunks": list(zip(sizes, q, zl, yl))}
+
+    def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
+        """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
+        layout = self.stream_layout(c)
+        hop, left = self.hop, layout["m"]
+        tail = np.zeros((layout["ch"], hop), np.float32)
+        z, y, zpos, ypos, first = c.section("z"), c.section("y"), 0, 0, True
+        for frames, qm, zl, yl in layout["chunks"]:
+            sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
+            zpos, ypos = zpos + zl, ypos + yl
+            try:
+                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000)
+            except EntropyCodingError as exc:
+                raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
+            x[:, :hop] += tail
+            tail = x[:, -hop:]
+            out = x[:, hop if first else 0:-hop]
+            first = False
+            out = out[:, :left]
+            left -= out.shape[1]
+            if out.shape[1]:
+                yield from_coded_channels(out)
+
+    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float) -> np.ndarray:
+        shape = (channels, self.hop, 1, frames)
+        y_sym, log_scale = self.latent.decompress(sections, shape)
+        with torch.no_grad():
+            y_hat = torch.from_numpy(y_sym).float().to(self.device)
+            log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
+            gain = self.model.gains(torch.tensor([q], device=self.device))
+            coefs = self.model.dequantize(y_hat, log_scale) / gain
+            return imdct(coefs, self.hop).cpu().numpy()
+
+    def decode(self, data: bytes | Container) -> DecodedAudio:
+        """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""
+        c = data if isinstance(data, Container) else Container.from_bytes(data)
+        layout = self.stream_layout(c)
+        t0 = time.perf_counter()
+        resample = Resampler(layout["ch"], self.rate, layout["rate"])
+        parts = [resample(b) for b in self.decode_blocks(c)] + [resample(None)]
+        x = np.concatenate(parts, axis=1)[:, :layout["n"]]
+        if x.shape[1] < layout["n"]:
+            x = np.pad(x, ((0, 0), (0, layout["n"] - x.shape[1])))
+        self.stats = {"seconds": time.perf_counter() - t0}
+        return DecodedAudio(x, layout["rate"])
