@@ -2,7 +2,9 @@
 
 The fuzz harness re-serializes each mutated container with a valid checksum so that the
 mutations reach the decoders themselves.  Short mode runs here; the long mode is
-``NCODEC_FUZZ_CASES=100000 pytest tests/test_robustness.py -k fuzz``.
+``NCODEC_FUZZ_CASES=100000 NCODEC_FUZZ_HANG_S=2 pytest tests/test_robustness.py -k fuzz``.
+A case slower than ``NCODEC_FUZZ_HANG_S`` seconds counts as a hang (10 s by default, so that
+a loaded CI machine does not fail the suite; the long mode on an idle machine uses 2 s).
 """
 import errno
 import os
@@ -19,6 +21,7 @@ from ncodec.errors import NcodecError, OutputError
 from ncodec.image import codec as image_codec
 
 CASES = int(os.environ.get("NCODEC_FUZZ_CASES", "60"))
+HANG_S = float(os.environ.get("NCODEC_FUZZ_HANG_S", "10"))
 
 
 def mutate(c: Container, rng: random.Random) -> bytes:
@@ -74,7 +77,8 @@ def test_fuzz_decoders(name, monkeypatch):
         except NcodecError:
             pass
         worst = max(worst, time.perf_counter() - t)
-    assert worst < 2.0, f"slowest case took {worst:.2f} s"
+    print(f"{name}: {CASES} cases, slowest {worst:.2f} s")
+    assert worst < HANG_S, f"slowest case took {worst:.2f} s"
 
 
 def test_interrupted_and_failed_writes_leave_previous_file(tmp_path, monkeypatch):
