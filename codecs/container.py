@@ -26,7 +26,7 @@ from .errors import CorruptStreamError, ModelMismatchError
 
 MAGIC = b"\x89NCZ"
 FORMAT_VERSION = 1
-CODER_VERSION = 1          # constriction range queue, u32 words, escape scheme of ncodec.entropy.coder
+CODER_VERSION = 2          # constriction range queue, u32 words, 2^22-symbol chunks, escapes per chunk (ncodec.entropy.coder)
 MAX_HEADER = 65535
 MAX_SECTIONS = 256
 MAX_FIELDS = 256

@@ -10,6 +10,9 @@ before it computes the next tensor's probabilities from it.
 
 Decoding needs the same row index for every symbol, which the caller recomputes from
 already decoded data; encoder and decoder therefore see the same grouping order.
+
+Large tensors are coded in consecutive chunks of ``CHUNK`` symbols (each chunk grouped by
+table, then its escapes), so the coder's working memory stays bounded whatever the image size.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ _Uniform = constriction.stream.model.Uniform
 _BITLEN_MODEL = _Uniform(64)
 _CHUNK_MODEL = _Uniform(1 << 16)
 MAX_ESCAPE_BITS = 48
+CHUNK = 1 << 22
 
 
 class EntropyCodingError(ValueError):
@@ -68,10 +72,15 @@ class SymbolEncoder:
 
     def encode(self, symbols: np.ndarray, table_index: np.ndarray, tables) -> None:
         """Code integer ``symbols`` (any shape) with the rows ``table_index`` (same shape)."""
-        symbols = np.asarray(symbols, dtype=np.int64).ravel()
-        table_index = np.asarray(table_index, dtype=np.int64).ravel()
+        symbols = np.asarray(symbols).ravel()
+        table_index = np.asarray(table_index).ravel()
         if symbols.shape != table_index.shape:
             raise ValueError("symbols and table_index must have the same number of elements")
+        for start in range(0, len(symbols), CHUNK):
+            self._encode_chunk(symbols[start:start + CHUNK].astype(np.int64),
+                               table_index[start:start + CHUNK].astype(np.int64), tables)
+
+    def _encode_chunk(self, symbols: np.ndarray, table_index: np.ndarray, tables) -> None:
         rel = symbols - tables.offsets[table_index]
         lengths = tables.lengths[table_index]
         escaped = (rel < 0) | (rel >= lengths)
@@ -118,7 +127,13 @@ class SymbolDecoder:
     def decode(self, table_index: np.ndarray, tables) -> np.ndarray:
         """Decode as many symbols as ``table_index`` has elements; returns them in its shape."""
         shape = np.shape(table_index)
-        table_index = np.asarray(table_index, dtype=np.int64).ravel()
+        table_index = np.asarray(table_index).ravel()
+        out = np.empty(table_index.shape, dtype=np.int64)
+        for start in range(0, len(out), CHUNK):
+            out[start:start + CHUNK] = self._decode_chunk(table_index[start:start + CHUNK].astype(np.int64), tables)
+        return out.reshape(shape)
+
+    def _decode_chunk(self, table_index: np.ndarray, tables) -> np.ndarray:
         out = np.empty(table_index.shape, dtype=np.int64)
         models = _models(tables)
         for t, positions in _groups(table_index):
@@ -127,7 +142,7 @@ class SymbolDecoder:
         out += tables.offsets[table_index]
         if len(escaped):
             out[escaped] = self._decode_escapes(len(escaped))
-        return out.reshape(shape)
+        return out
 
     def _decode_escapes(self, count: int) -> np.ndarray:
         bitlen = self._decode(_BITLEN_MODEL, count)

@@ -139,10 +139,11 @@ class ImageCodec:
         h, w = arr.shape[:2]
         rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
         t0 = time.perf_counter()
-        x = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         x = F.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
         gain, _ = self._gains(q)
         y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
+        del x, rgb
         t1 = time.perf_counter()
         sections, _, ideal_bits = self.latent.compress(y, level=int(q) - 1)
         self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "ideal_bits": ideal_bits}

@@ -281,43 +281,48 @@ def train(opts: TrainOptions) -> Path:
     def session_over() -> bool:
         return bool(opts.stop_after_minutes) and time.monotonic() - started > 60 * opts.stop_after_minutes
 
-    while True:
-        lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
-        lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
-        if stop:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["scale"]
-        x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
-        x = x.contiguous(memory_format=torch.channels_last)
-        if config.arch == "factorized":
-            quality = torch.randint(0, levels, (opts.batch,), device=device).float()
-        else:
-            quality = torch.rand(opts.batch, device=device) * (levels - 1)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x, quality)
-        loss, bpp, psnr = rd_loss(model, out, x, quality)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-        optimizer.step()
-        aux = model.aux_loss()
-        aux_optimizer.zero_grad(set_to_none=True)
-        aux.backward()
-        dist.average_grads(aux_params)
-        aux_optimizer.step()
-        step += 1
-        bar.update(1)
-        if step % 20 == 0:
-            stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
-                     "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
-            bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
-            if step % 200 == 0 and log:
-                log.write(json.dumps(stats) + "\n")
-                log.flush()
-        if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
-            checkpoint()
-            last_ckpt = time.monotonic()
+    try:
+        while True:
+            lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
+            lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
+            if stop:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["scale"]
+            x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last)
+            if config.arch == "factorized":
+                quality = torch.randint(0, levels, (opts.batch,), device=device).float()
+            else:
+                quality = torch.rand(opts.batch, device=device) * (levels - 1)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(x, quality)
+            loss, bpp, psnr = rd_loss(model, out, x, quality)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+            optimizer.step()
+            aux = model.aux_loss()
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            dist.average_grads(aux_params)
+            aux_optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
+                         "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
+                bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
+                if step % 200 == 0 and log:
+                    log.write(json.dumps(stats) + "\n")
+                    log.flush()
+            if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
+                checkpoint()
+                last_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        if dist.main:
+            checkpoint()   # Ctrl-C keeps the progress made since the last checkpoint
+        raise
     bar.close()
     dist.check_in_sync(model)
     dist.close()
