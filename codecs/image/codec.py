@@ -145,7 +145,7 @@ class ImageCodec:
         y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         del x, rgb
         t1 = time.perf_counter()
-        sections, _, ideal_bits = self.latent.compress(y, level=int(q) - 1)
+        sections, ideal_bits = self.latent.compress(y, level=int(q) - 1)
         self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "ideal_bits": ideal_bits}
         fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
         if channels == 4:
@@ -190,7 +190,7 @@ class ImageCodec:
         _, inv_gain = self._gains(q)
         x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
                           self.margin)[0, :, :h, :w]
-        out = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        out = x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         self.stats = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
         if channels == 1:
             return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)

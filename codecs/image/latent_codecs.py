@@ -1,8 +1,8 @@
 """Latent codecs: the quantizer + entropy model + coder stage between the image transforms.
 
-Each one turns an analysis latent ``y`` into byte sections and back into the quantized
-latent ``y_hat`` (``compress`` / ``decompress``), in the composable style of CompressAI's
-``latent_codecs``.  Every number that reaches the range coder comes from exact fixed-point
+Each one turns an analysis latent ``y`` into byte sections plus the model's ideal bit count
+(``compress``) and byte sections back into the quantized latent ``y_hat`` (``decompress``),
+in the composable style of CompressAI's ``latent_codecs``.  Every number that reaches the range coder comes from exact fixed-point
 networks (:class:`ncodec.entropy.FixedPointNet`) evaluated on the CPU, so a stream encoded
 on one machine or device decodes bit-exactly on any other.  Only the reconstruction
 refinements (latent residual prediction) run in float on the transform device.
@@ -24,8 +24,9 @@ def _symbols_to_fixed(symbols: np.ndarray, means_fixed: torch.Tensor) -> torch.T
 
 
 def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
-    """Encoder side: round(y - mean) with the exact fixed-point mean."""
-    return torch.round(y.detach().double().cpu() - means_fixed / _ONE).long().numpy()
+    """Encoder side: round(y - mean) with the exact fixed-point mean (in place: large latents)."""
+    d = y.detach().cpu().double()
+    return d.sub_(means_fixed, alpha=1 / _ONE).round_().long().numpy()
 
 
 def _decode_z(z_prior: FactorizedPrior, sections: dict, y_shape: tuple) -> np.ndarray:
@@ -40,13 +41,12 @@ class FactorizedLatentCodec:
     def __init__(self, priors: list[FactorizedPrior]):
         self.priors = priors
 
-    def compress(self, y: torch.Tensor, level: int) -> tuple[dict, torch.Tensor, float]:
+    def compress(self, y: torch.Tensor, level: int) -> tuple[dict, float]:
         prior = self.priors[level]
         sym = prior.quantize(y.cpu())
         enc = SymbolEncoder()
         prior.encode(enc, sym)
-        y_hat = from_fixed(prior.dequantize_fixed(sym))
-        return {"y": enc.finish()}, y_hat, prior.ideal_bits(sym)
+        return {"y": enc.finish()}, prior.ideal_bits(sym)
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         """The exact quantized latent (fixed point), before any float refinement."""
@@ -77,15 +77,16 @@ class HyperpriorLatentCodec:
         a, b = out.chunk(2, dim=1)
         return (a, b) if self.layout == "means,scales" else (b, a)
 
-    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, torch.Tensor, float]:
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
         means, scales = self._params(z_sym)
         y_sym = _residual_symbols(y, means)
+        del means
         ez, ey = SymbolEncoder(), SymbolEncoder()
         self.z_prior.encode(ez, z_sym)
         self.gaussian.encode(ey, y_sym, scales)
         bits = self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym, scales)
-        return {"z": ez.finish(), "y": ey.finish()}, from_fixed(_symbols_to_fixed(y_sym, means)), bits
+        return {"z": ez.finish(), "y": ey.finish()}, bits
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         """The exact quantized latent (fixed point)."""
@@ -119,7 +120,7 @@ class SliceLatentCodec:
             out.append(y_i + 0.5 * torch.tanh(residual))
         return torch.cat(out, dim=1)
 
-    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, torch.Tensor, float]:
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
         hyper = self.h_s(self.z_prior.dequantize_fixed(z_sym))
         ez, ey = SymbolEncoder(), SymbolEncoder()
@@ -132,7 +133,7 @@ class SliceLatentCodec:
             self.gaussian.encode(ey, sym, scales)
             bits += self.gaussian.ideal_bits(sym, scales)
             coded.append(_symbols_to_fixed(sym, means))
-        return {"z": ez.finish(), "y": ey.finish()}, self._refine(hyper, coded, y.device), bits
+        return {"z": ez.finish(), "y": ey.finish()}, bits
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, list]:
         """Exact fixed-point hyper features and quantized slices, before latent residual prediction."""
