@@ -11,12 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .rd_image import read_curves  # noqa: E402
 
-_LABELS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-rgb": "MS-SSIM (RGB)", "ms-ssim-db-rgb": "MS-SSIM (dB)",
+_LABELS = {"bpp": "bits per pixel", "kbps": "kbit/s", "si-sdr": "SI-SDR (dB)", "mel-distance": "mel distance",
+           "visqol": "ViSQOL MOS-LQO", "pesq-wb": "PESQ-WB", "stoi": "STOI",
+           "psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-rgb": "MS-SSIM (RGB)", "ms-ssim-db-rgb": "MS-SSIM (dB)",
            "encoding_time": "encoding time (s)", "decoding_time": "decoding time (s)"}
 
 
-def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | None = None) -> Path:
-    """Draw bpp against ``metric`` for every curve of the given JSON files into one PNG or SVG.
+def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | None = None,
+            rate: str = "bpp") -> Path:
+    """Draw ``rate`` (bpp, or e.g. kbps for audio) against ``metric`` for every curve of the given JSON
+    files into one PNG or SVG.
 
     The format follows ``out_path``'s suffix. Curves without ``metric`` are skipped with a warning;
     raises ValueError when none has it or the suffix is neither .png nor .svg."""
@@ -24,19 +28,22 @@ def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | N
     if out_path.suffix.lower() not in (".png", ".svg"):
         raise ValueError(f"plot to a .png or .svg file, not {out_path.name!r}")
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     drawn = 0
     for path in json_paths:
         for name, res in read_curves(path).items():
             if metric not in res:
                 warnings.warn(f"{path}: curve {name!r} has no {metric!r} values; skipped", stacklevel=2)
                 continue
-            points = sorted(zip(res["bpp"], res[metric]))
-            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", ms=3, label=name)
+            points = sorted((x, y) for x, y in zip(res[rate], res[metric]) if y is not None)
+            ours = name.startswith("ncodec")       # ncodec's curves solid, everything else dashed
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", ms=3, label=name,
+                    linestyle="-" if ours else "--", linewidth=2 if ours else 1.2)
             drawn += 1
     if not drawn:
         plt.close(fig)
         raise ValueError(f"no curve with {metric!r} values in {', '.join(map(str, json_paths))}")
-    ax.set_xlabel("bits per pixel")
+    ax.set_xlabel(_LABELS.get(rate, rate))
     ax.set_ylabel(_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
