@@ -36,6 +36,7 @@ def atomic_output(path: Path, force: bool = False):
     except OSError as exc:
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror}") from None
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; a finished output gets the usual mode
     try:
         yield Path(tmp)
         if not force and path.exists():
@@ -46,6 +47,12 @@ def atomic_output(path: Path, force: bool = False):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: Path, data: bytes, force: bool = False) -> None:

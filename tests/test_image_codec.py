@@ -174,3 +174,16 @@ def test_bfloat16_transforms_interoperate(photo):
     assert abs(psnr(photo, fast.decode(data)) - psnr(photo, exact.decode(data))) < 0.3
     with pytest.raises(UsageError):
         ncodec.load_codec("hyperprior", "cpu", precision="float8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")
+@pytest.mark.parametrize("name", ["hyperprior", "slice"])
+def test_gpu_encode_cpu_decode(name, photo):
+    """Cross-device row of the determinism matrix: a stream made with bf16 transforms on the GPU
+    decodes on the CPU to the very latent the GPU decoder computes."""
+    gpu = ncodec.load_codec(name, device="cuda")
+    cpu = ncodec.load_codec(name, device="cpu")
+    data = gpu.encode(photo, quality=3)
+    assert torch.equal(exact_latent(cpu, data), exact_latent(gpu, data))
+    assert np.abs(cpu.decode(data).astype(int) - gpu.decode(data).astype(int)).max() <= 3
+    assert psnr(photo, cpu.decode(data)) > 24

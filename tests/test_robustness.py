@@ -114,3 +114,13 @@ def test_failed_decode_leaves_no_output(tmp_path):
     with pytest.raises(NcodecError):
         ncodec.decode_file(src, tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    from ncodec import fileio
+
+    target = tmp_path / "out.ncz"
+    fileio.write_bytes(target, b"data")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -50,7 +50,7 @@ def test_representation_round_trip_is_exact():
         back = decode_tensors(meta, symbols, [q.shape for q in coded])
         for a, b in zip(coded, back):
             assert np.array_equal(a.symbols, b.symbols) and np.array_equal(a.steps, b.steps)
-            assert (a.bins is None) == (b.bins is None) and torch.equal(a.dequantize(), b.dequantize())
+            assert a.model == b.model and torch.equal(a.dequantize(), b.dequantize())
         err = max(float((q.dequantize() - x).abs().max() / (q.steps.max() / 2)) for q, x in zip(coded, tensors))
         assert err <= 1.0001   # never more than half a step
 
@@ -87,10 +87,12 @@ def test_damaged_streams_raise(coded):
     with pytest.raises(CorruptStreamError):
         codec.decode(data[:-7])
     c = Container.from_bytes(data)
-    bad_meta = Container(c.codec, c.model, c.weights_digest, c.fields, {**c.sections, "meta": b"\xff" + c.sections["meta"][1:]})
+    bad_meta = Container(c.codec, c.model, c.weights_digest, c.fields,
+                         {**c.sections, "meta": b"\xff" + c.sections["meta"][1:]})
     with pytest.raises(CorruptStreamError):
         codec.decode(bad_meta.to_bytes())
-    bad_field = Container(c.codec, c.model, c.weights_digest, {**c.fields, "fc_dim": c.fields["fc_dim"] + 1}, c.sections)
+    bad_field = Container(c.codec, c.model, c.weights_digest, {**c.fields, "fc_dim": c.fields["fc_dim"] + 1},
+                          c.sections)
     with pytest.raises(CorruptStreamError):
         codec.decode(bad_field.to_bytes())
     short = Container(c.codec, c.model, c.weights_digest, c.fields, {**c.sections, "meta": c.sections["meta"][:-1]})
@@ -203,3 +205,20 @@ def test_raw_i420_and_shared_clips():
     assert v.shape == (2, 288, 352) and v.fps == 30
     v = read_video(mp4, max_frames=10, crop=(128, 96))
     assert v.shape == (10, 96, 128) and abs(float(v.fps) - 29.97) < 0.01
+
+
+def test_cli_encode_info_decode(tmp_path, capsys):
+    from ncodec.cli import main
+
+    src = tmp_path / "clip.y4m"
+    write_video(src, Video(synthetic_clip(), 25))
+    assert main(["encode", str(src), str(tmp_path / "c.ncz"), "--codec", "nerv", "--size", "12k", "--epochs", "2",
+                 "--bits", "7", "--seed", "1"]) == 0
+    assert main(["info", str(tmp_path / "c.ncz")]) == 0
+    out = capsys.readouterr().out
+    assert "bits_per_tensor" in out and "bpp" in out and "epochs" in out
+    assert main(["decode", str(tmp_path / "c.ncz"), str(tmp_path / "d.y4m")]) == 0
+    assert read_video(tmp_path / "d.y4m").shape == (6, 32, 48)
+    assert main(["encode", str(src), str(tmp_path / "e.ncz"), "--size", "0.75Q"]) == 2          # UsageError
+    assert main(["encode", str(tmp_path / "no.mp4"), str(tmp_path / "e.ncz")]) == 3             # InputError
+    assert not (tmp_path / "e.ncz").exists()

@@ -14,6 +14,7 @@ import numpy as np
 from ..container import Container
 from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
+from .bitstream import MODEL_NAMES
 from .codec import DEFAULTS, EMBEDDINGS, VideoCodec, read_tensors
 from .io import FRAME_SUFFIXES, READ_SUFFIXES, parse_wxh, read_video, write_video
 
@@ -41,6 +42,7 @@ ENCODE_OPTIONS = [
     ("--crop", {"help": "video: centre-crop every frame to WxH (e.g. 1280x640 for HNeRV's Bunny)"}),
 ]
 _READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
+DECODED_SUFFIX = ".mp4"
 
 
 def accepts(path: Path) -> bool:
@@ -72,10 +74,10 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     from ..eval.metrics import psnr
 
     t, h, w = video.shape
-    quality = psnr(video.frames, vc.reconstruction)
-    return {"bytes": len(data), "bpp": 8 * len(data) / (t * h * w), "psnr": quality, "frames": t,
-            "params": vc.stats["params"], "encode_s": vc.stats["encode_s"],
-            "summary": f"{vc.name} {vc.stats['params']} params, {len(data)} bytes, {8 * len(data) / (t * h * w):.4f} bpp, "
+    quality, bpp = psnr(video.frames, vc.reconstruction), 8 * len(data) / (t * h * w)
+    return {"bytes": len(data), "bpp": bpp, "psnr": quality, "frames": t, "params": vc.stats["params"],
+            "encode_s": vc.stats["encode_s"],
+            "summary": f"{vc.name} {vc.stats['params']} params, {len(data)} bytes, {bpp:.4f} bpp, "
                        f"{quality:.2f} dB PSNR over {t} frames {w}x{h}"}
 
 
@@ -107,6 +109,6 @@ def describe(container: Container, nbytes: int) -> dict:
             "size": f"{w}x{h}", "fps": fps_num / fps_den, "duration_s": duration,
             "params": container.fields.get("params"), "epochs": container.fields.get("epochs"),
             "bits_per_tensor": {n: f"{q.bits} bits, {'per-channel' if len(q.steps) > 1 else 'per-tensor'} step, "
-                                   f"{'histogram' if q.bins is not None else 'uniform'} model, "
+                                   f"{MODEL_NAMES[q.model]} model, "
                                    f"{int(np.prod(q.shape))} values" + (" (embeddings)" if n == EMBEDDINGS else "")
                                 for n, q in tensors.items()}}

@@ -7,18 +7,21 @@ Quantiser
     ``bits + n/2 * log2(squared error)`` is smaller wins (halving the error is worth half a bit
     per value), so per-channel steps are used only where they buy more accuracy than they cost.
 
-Entropy model (one per tensor, header data)
-    A two-sided histogram on half-octave bins of ``|symbol|`` (0, 1, 2, 3, 4-5, 6-7, 8-11, ...),
-    each bin's density stored as one byte (a 4-bit-mantissa mini-float), uniform inside a bin.
-    Probabilities are integer weights divided once by their integer sum, so every machine derives
-    bit-identical tables from the header: decoding the symbols is exact by construction.  Tensors
-    too small to pay for their histogram use a uniform model instead (chosen by exact cost).
+Entropy model (one per tensor, header data; the cheapest of three, by exact cost)
+    * uniform over ``-qmax .. qmax`` (no parameters; for tiny tensors such as biases);
+    * a two-sided histogram on half-octave bins of ``|symbol|`` (0, 1, 2, 3, 4-5, 6-7, 8-11, ...),
+      each bin's density one byte (a 4-bit-mantissa mini-float), uniform inside a bin;
+    * per output channel, one row of a fixed family of discretised Laplace and Gaussian shapes on an
+      integer scale grid (one byte per channel), which follows channels of very different spread.
+    Every probability comes from integer weights divided once by their integer sum, so every
+    machine derives bit-identical tables from the header: decoding the symbols is exact by
+    construction.
 
 Layout of the ``meta`` section, per tensor in the decoder's fixed order::
 
-    flags  1 byte  bits (low 5 bits) | per-channel (0x20) | histogram (0x40)
-    steps  2 bytes each (float16), 1 or shape[0] of them
-    bins   1 byte each, only with a histogram
+    flags   1 byte  bits (low 5 bits) | per-channel step (0x20) | model << 6
+    steps   2 bytes each (float16), 1 or shape[0] of them
+    params  histogram: one byte per bin; per-channel family: one row byte per channel
 
 The ``symbols`` section is one constriction range-coder stream holding every tensor.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -35,7 +39,7 @@ from ..entropy.tables import TableSet, stack_rows
 from ..errors import CorruptStreamError
 
 MIN_BITS, MAX_BITS = 2, 16
-_PER_CHANNEL, _HISTOGRAM, _BITS_MASK = 0x20, 0x40, 0x1F
+_PER_CHANNEL, _BITS_MASK, _MODEL_SHIFT = 0x20, 0x1F, 6
 _DENSITY_TOP = 1 << 18          # largest bin density after normalisation (fits the mini-float)
 _MIN_STEP = 2.0 ** -24          # smallest float16 step
 
@@ -77,15 +81,27 @@ class QuantizedTensor:
     bits: int
     steps: np.ndarray            # float32 holding float16 values; 1 or shape[0] entries
     symbols: np.ndarray          # int64, ``shape``
-    bins: np.ndarray | None      # uint8 histogram densities, or None for the uniform model
+    model: int = 0               # UNIFORM, HISTOGRAM or CHANNEL_FAMILY
+    params: np.ndarray | None = None   # uint8: histogram densities, or one family row per channel
 
     def dequantize(self) -> torch.Tensor:
         step = torch.from_numpy(self.steps.astype(np.float32))
         x = torch.from_numpy(self.symbols.astype(np.float32))
         return x * _broadcast(step, x)
 
+    @property
+    def model_bytes(self) -> int:
+        return 0 if self.params is None else len(self.params)
 
-# ---- the per-tensor entropy model ------------------------------------------------------------------
+
+# ---- the per-tensor entropy models -----------------------------------------------------------------
+# Every probability below comes from integers (Python ints, exact) divided once by their integer
+# sum, so encoder and decoder build identical tables on any machine.
+
+UNIFORM, HISTOGRAM, CHANNEL_FAMILY = 0, 1, 2
+MODEL_NAMES = {UNIFORM: "uniform", HISTOGRAM: "histogram", CHANNEL_FAMILY: "per-channel Laplace/Gaussian"}
+MAX_FAMILY_BITS = 10
+
 
 def bin_edges(bits: int) -> np.ndarray:
     """Lower edges of the half-octave bins of |symbol|: 0, 1, 2, 3, 4, 6, 8, 12, ... up to qmax + 1."""
@@ -95,6 +111,10 @@ def bin_edges(bits: int) -> np.ndarray:
         e *= 2
     edges = [v for v in edges if v <= qmax(bits)]
     return np.array(edges + [qmax(bits) + 1], dtype=np.int64)
+
+
+def _n_bins(bits: int) -> int:
+    return 2 * len(bin_edges(bits)) - 3
 
 
 def _bin_index(symbols: np.ndarray, bits: int) -> np.ndarray:
@@ -115,53 +135,88 @@ _MINIFLOAT_VALUES = _minifloat(np.arange(256))
 
 
 def _to_minifloat(values: np.ndarray) -> np.ndarray:
-    """Nearest (in log scale) mini-float code of non-negative reals."""
-    v = np.asarray(values, dtype=np.float64)
+    """Nearest (in log scale) mini-float code of non-negative reals (0 only for 0)."""
+    v = np.maximum(np.asarray(values, dtype=np.float64), 1e-12)
     hi = np.clip(np.searchsorted(_MINIFLOAT_VALUES, v), 1, 255)
-    lo = hi - 1
-    pick_hi = np.log(np.maximum(_MINIFLOAT_VALUES[hi], 1) / np.maximum(v, 1e-12)) < \
-        np.log(np.maximum(v, 1e-12) / np.maximum(_MINIFLOAT_VALUES[lo], 1e-12))
-    code = np.where(pick_hi, hi, lo)
-    return np.where(v <= 0, 0, np.maximum(code, 1)).astype(np.uint8)
+    lo = np.maximum(hi - 1, 1)
+    pick_hi = np.log(_MINIFLOAT_VALUES[hi] / v) < np.log(v / _MINIFLOAT_VALUES[lo])
+    return np.where(np.asarray(values) <= 0, 0, np.where(pick_hi, hi, lo)).astype(np.uint8)
 
 
 def fit_bins(symbols: np.ndarray, bits: int) -> np.ndarray:
     """Encoder side: the histogram densities (count / bin width, scaled, as mini-float codes)."""
-    edges = bin_edges(bits)
-    widths = np.diff(edges)
+    widths = np.diff(bin_edges(bits))
     widths = np.concatenate([widths, widths[1:]])
     counts = np.bincount(_bin_index(symbols.ravel(), bits), minlength=len(widths))
     density = counts / widths
     return _to_minifloat(density * (_DENSITY_TOP / density.max()))
 
 
-def model_row(bits: int, bins: np.ndarray | None) -> np.ndarray:
-    """Probabilities of symbols -qmax .. qmax plus the escape entry, from integers only."""
+def _row(weights) -> np.ndarray:
+    """Integer weights of symbols -qmax..qmax -> probabilities with the escape entry (weight 1) last."""
+    w = np.asarray(weights, dtype=np.int64)
+    return np.append(w, 1) / (int(w.sum()) + 1)
+
+
+def histogram_row(bits: int, bins: np.ndarray | None) -> np.ndarray:
+    """The histogram model (or the uniform one for ``bins=None``) as a probability row."""
     k = np.arange(-qmax(bits), qmax(bits) + 1)
     if bins is None:
-        weights = np.ones(len(k), dtype=np.int64)
-    else:
-        weights = 2 * _minifloat(bins)[_bin_index(k, bits)] + 1
-    total = int(weights.sum()) + 1
-    return np.append(weights, 1) / total
+        return _row(np.ones(len(k), dtype=np.int64))
+    return _row(2 * _minifloat(bins)[_bin_index(k, bits)] + 1)
 
 
-def _tables(tensors: list[QuantizedTensor]) -> TableSet:
-    return stack_rows([model_row(t.bits, t.bins) for t in tensors], [-qmax(t.bits) for t in tensors])
+def _family_scales(bits: int) -> list[int]:
+    """Integer scale grid 1, 2, 3, ... growing by a quarter per step, up to about 2 qmax."""
+    m, out = 1, []
+    while m <= 2 * qmax(bits) + 2:
+        out.append(m)
+        m += max(1, m // 4)
+    return out
 
 
-def ideal_bits(symbols: np.ndarray, bits: int, bins: np.ndarray | None) -> float:
-    row = model_row(bits, bins)
-    return float(-np.log2(row[symbols.ravel() + qmax(bits)]).sum())
+@lru_cache(maxsize=None)
+def family_rows(bits: int) -> np.ndarray:
+    """Rows of discretised Laplace (ratio 1 - 1/m) then Gaussian (ratio 1 - 1/(2 m^2) per k^2)
+    shapes for every grid scale m, from exact integer recurrences in Q32."""
+    one, n = 1 << 32, qmax(bits)
+    rows = []
+    for gaussian in (False, True):
+        for m in _family_scales(bits):
+            theta = one - one // (2 * m * m if gaussian else m)
+            w, step, half = 1 << 40, theta, [1 << 40]
+            for _ in range(n):
+                w = (w * step) >> 32
+                half.append(w + 1)
+                if gaussian:
+                    step = (step * theta * theta) >> 64   # theta^(2k+1) for the next k
+            rows.append(_row(half[:0:-1] + half))
+    return np.stack(rows)
 
 
-def choose_model(symbols: np.ndarray, bits: int) -> tuple[np.ndarray | None, float]:
-    """The cheaper of histogram and uniform model for these symbols, with its cost in bits
-    (the histogram's own bytes included)."""
+def _family_costs(symbols: np.ndarray, bits: int) -> np.ndarray:
+    """Bits of every channel (rows of ``symbols`` reshaped to channels) under every family row."""
+    n = qmax(bits)
+    per_channel = symbols.reshape(symbols.shape[0], -1)
+    counts = np.zeros((per_channel.shape[0], 2 * n + 1), dtype=np.float64)
+    np.add.at(counts, (np.arange(per_channel.shape[0])[:, None], per_channel + n), 1)
+    return counts @ -np.log2(family_rows(bits)[:, :-1]).T
+
+
+def choose_model(symbols: np.ndarray, bits: int) -> tuple[int, np.ndarray | None, float]:
+    """(model, params, cost in bits including the params) of the cheapest model for these symbols."""
     bins = fit_bins(symbols, bits)
-    hist_cost = ideal_bits(symbols, bits, bins) + 8 * len(bins)
-    flat_cost = symbols.size * math.log2(2 * qmax(bits) + 1)
-    return (bins, hist_cost) if hist_cost < flat_cost else (None, flat_cost)
+    options = [(UNIFORM, None, symbols.size * math.log2(2 * qmax(bits) + 1)),
+               (HISTOGRAM, bins, _ideal(symbols, histogram_row(bits, bins), bits) + 8 * len(bins))]
+    if bits <= MAX_FAMILY_BITS and symbols.ndim >= 2:
+        costs = _family_costs(symbols, bits)
+        rows = costs.argmin(axis=1)
+        options.append((CHANNEL_FAMILY, rows.astype(np.uint8), float(costs.min(axis=1).sum()) + 8 * len(rows)))
+    return min(options, key=lambda o: o[2])
+
+
+def _ideal(symbols: np.ndarray, row: np.ndarray, bits: int) -> float:
+    return float(-np.log2(row[symbols.ravel() + qmax(bits)]).sum())
 
 
 def choose_per_channel(x: torch.Tensor, bits: int) -> bool:
@@ -173,7 +228,7 @@ def choose_per_channel(x: torch.Tensor, bits: int) -> bool:
         q, step = quantize(x, bits, per_channel)
         err = float(((q.float() * _broadcast(step, x) - x.detach().float()) ** 2).sum()) + 1e-30
         symbols = q.cpu().numpy()
-        _, cost = choose_model(symbols, bits)
+        cost = choose_model(symbols, bits)[2]
         scores.append(cost + 16 * step.numel() + symbols.size / 2 * math.log2(err))
     return scores[1] < scores[0]
 
@@ -184,8 +239,32 @@ def quantize_tensor(x: torch.Tensor, bits: int, per_channel: bool) -> QuantizedT
         raise ValueError(f"bits must be in {MIN_BITS}..{MAX_BITS}")
     q, step = quantize(x, bits, per_channel)
     symbols = q.cpu().numpy()
-    bins, _ = choose_model(symbols, bits)
-    return QuantizedTensor(tuple(x.shape), bits, step.cpu().numpy(), symbols, bins)
+    model, params, _ = choose_model(symbols, bits)
+    return QuantizedTensor(tuple(x.shape), bits, step.cpu().numpy(), symbols, model, params)
+
+
+def _layout(tensors: list[QuantizedTensor]) -> tuple[TableSet, np.ndarray]:
+    """The table set of all tensors and the row of every symbol, in stream order."""
+    rows, offsets, family_base, index = [], [], {}, []
+    for t in tensors:
+        if t.model == CHANNEL_FAMILY:
+            if t.bits not in family_base:
+                family_base[t.bits] = len(rows)
+                rows += list(family_rows(t.bits))
+                offsets += [-qmax(t.bits)] * len(family_rows(t.bits))
+            per_symbol = np.repeat(t.params.astype(np.int64), math.prod(t.shape) // t.shape[0])
+            index.append(family_base[t.bits] + per_symbol)
+        else:
+            rows.append(histogram_row(t.bits, t.params))
+            offsets.append(-qmax(t.bits))
+            index.append(np.full(math.prod(t.shape), len(rows) - 1, dtype=np.int64))
+    return stack_rows(rows, offsets), np.concatenate(index)
+
+
+def ideal_bits(tensors: list[QuantizedTensor]) -> float:
+    """Ideal code length of the tensors' symbols under their models (model bytes not counted)."""
+    tables, index = _layout(tensors)
+    return tables.ideal_bits(np.concatenate([t.symbols.ravel() for t in tensors]), index)
 
 
 # ---- the two sections ------------------------------------------------------------------------------
@@ -194,15 +273,13 @@ def encode_tensors(tensors: list[QuantizedTensor]) -> tuple[bytes, bytes]:
     """(meta section, symbols section) of the tensors, in the given order."""
     meta = bytearray()
     for t in tensors:
-        flags = t.bits | (_PER_CHANNEL if len(t.steps) > 1 else 0) | (_HISTOGRAM if t.bins is not None else 0)
-        meta.append(flags)
+        meta.append(t.bits | (_PER_CHANNEL if len(t.steps) > 1 else 0) | (t.model << _MODEL_SHIFT))
         meta += t.steps.astype("<f2").tobytes()
-        if t.bins is not None:
-            meta += t.bins.astype(np.uint8).tobytes()
-    index = np.concatenate([np.full(t.symbols.size, i, dtype=np.int64) for i, t in enumerate(tensors)])
-    symbols = np.concatenate([t.symbols.ravel() for t in tensors])
+        if t.params is not None:
+            meta += t.params.astype(np.uint8).tobytes()
+    tables, index = _layout(tensors)
     enc = SymbolEncoder()
-    enc.encode(symbols, index, _tables(tensors))
+    enc.encode(np.concatenate([t.symbols.ravel() for t in tensors]), index, tables)
     return bytes(meta), enc.finish()
 
 
@@ -219,17 +296,22 @@ def read_table(meta: bytes, shapes: list[tuple[int, ...]]) -> list[QuantizedTens
 
     for shape in shapes:
         flags = take(1, "a tensor's flags")[0]
-        bits = flags & _BITS_MASK
-        if not MIN_BITS <= bits <= MAX_BITS or flags & 0x80 or (flags & _PER_CHANNEL and len(shape) < 2):
+        bits, model = flags & _BITS_MASK, flags >> _MODEL_SHIFT
+        if (not MIN_BITS <= bits <= MAX_BITS or model not in MODEL_NAMES or (flags & _PER_CHANNEL and len(shape) < 2)
+                or (model == CHANNEL_FAMILY and (len(shape) < 2 or bits > MAX_FAMILY_BITS))):
             raise CorruptStreamError("ncodec video stream is corrupt: invalid tensor flags")
         n_steps = shape[0] if flags & _PER_CHANNEL else 1
         steps = np.frombuffer(take(2 * n_steps, "quantiser steps"), dtype="<f2").astype(np.float32)
         if not np.all(np.isfinite(steps)) or np.any(steps <= 0):
             raise CorruptStreamError("ncodec video stream is corrupt: invalid quantiser step")
-        bins = None
-        if flags & _HISTOGRAM:
-            bins = np.frombuffer(take(2 * len(bin_edges(bits)) - 3, "a histogram"), dtype=np.uint8).copy()
-        heads.append(QuantizedTensor(tuple(shape), bits, steps, np.empty(0, np.int64), bins))
+        params = None
+        if model == HISTOGRAM:
+            params = np.frombuffer(take(_n_bins(bits), "a histogram"), dtype=np.uint8).copy()
+        elif model == CHANNEL_FAMILY:
+            params = np.frombuffer(take(shape[0], "per-channel models"), dtype=np.uint8).copy()
+            if params.max(initial=0) >= len(family_rows(bits)):
+                raise CorruptStreamError("ncodec video stream is corrupt: invalid per-channel model")
+        heads.append(QuantizedTensor(tuple(shape), bits, steps, np.empty(0, np.int64), model, params))
     if pos != len(meta):
         raise CorruptStreamError("ncodec video stream is corrupt: unexpected bytes after the tensor table")
     return heads
@@ -238,12 +320,12 @@ def read_table(meta: bytes, shapes: list[tuple[int, ...]]) -> list[QuantizedTens
 def decode_tensors(meta: bytes, data: bytes, shapes: list[tuple[int, ...]]) -> list[QuantizedTensor]:
     """Inverse of :func:`encode_tensors` for tensors of known ``shapes``; CorruptStreamError on damage."""
     heads = read_table(meta, shapes)
-    sizes = [math.prod(s) for s in shapes]
-    index = np.concatenate([np.full(n, i, dtype=np.int64) for i, n in enumerate(sizes)])
+    tables, index = _layout(heads)
     try:
-        symbols = SymbolDecoder(data).decode(index, _tables(heads))
+        symbols = SymbolDecoder(data).decode(index, tables)
     except EntropyCodingError as exc:
         raise CorruptStreamError(f"ncodec video stream is corrupt: {exc}") from None
+    sizes = [math.prod(s) for s in shapes]
     for t, part in zip(heads, np.split(symbols, np.cumsum(sizes)[:-1])):
         if np.abs(part).max(initial=0) > qmax(t.bits):
             raise CorruptStreamError("ncodec video stream is corrupt: symbol outside its quantiser's range")

@@ -21,8 +21,8 @@ import torch
 
 from ..container import Container
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
-from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, quantize_tensor,
-                        read_table)
+from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, ideal_bits,
+                        quantize_tensor, read_table)
 from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
 from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
 from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
@@ -157,7 +157,8 @@ class VideoCodec:
         del fields["arch"]
         out = Container("video", self.name, cfg.digest(), fields, {"meta": meta, "symbols": symbols}).to_bytes()
         self.stats = {"encode_s": t1 - t0, "params": cfg.stored_params(), "bytes": len(out),
-                      "bpp": 8 * len(out) / (t * h * w)}
+                      "bpp": 8 * len(out) / (t * h * w), "symbols_bytes": len(symbols), "meta_bytes": len(meta),
+                      "ideal_symbols_bytes": ideal_bits(list(coded.values())) / 8}
         return out
 
     def _synthesize(self, cfg: INRConfig, coded: dict[str, QuantizedTensor], h: int, w: int) -> np.ndarray:

@@ -19,9 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
 from torch.func import functional_call
+from tqdm import tqdm
 
 from ..errors import UsageError
 from .bitstream import fake_quantize

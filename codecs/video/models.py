@@ -76,12 +76,6 @@ class INRConfig:
         d["strides"] = list(self.strides)
         return d
 
-    @classmethod
-    def from_fields(cls, fields: dict) -> "INRConfig":
-        d = dict(fields)
-        d["strides"] = tuple(d["strides"])
-        return cls(**d)
-
     def digest(self) -> bytes:
         """8 bytes identifying the architecture (the container's ``weights_digest``)."""
         return hashlib.sha256(json.dumps(self.to_fields(), sort_keys=True).encode()).digest()[:8]
