@@ -208,6 +208,17 @@ class Container:
                 f"stream was coded with entropy-coder version {coder_version}; this ncodec has {CODER_VERSION}")
         return cls(codec, model, digest, fields, sections, coder_version)
 
+    def check_made_by(self, modality: str, model: str, digest: bytes) -> None:
+        """Refuse a stream of another modality, model or weights, with a message naming both."""
+        if self.codec != modality:
+            raise ModelMismatchError(f"this is a {self.codec} stream, not an {modality} stream")
+        if self.model != model:
+            raise ModelMismatchError(f"stream was made with {modality} model {self.model!r}, not {model!r}")
+        if self.weights_digest != digest:
+            raise ModelMismatchError(
+                f"stream was made with different weights for {modality} model {model!r} "
+                f"(stream {self.weights_digest.hex()}, installed {digest.hex()}); decode it with those weights")
+
     def section(self, name: str) -> bytes:
         if name not in self.sections:
             raise CorruptStreamError(f"ncodec file lacks its {name!r} section")

@@ -109,19 +109,24 @@ class FixedPointNet:
         return a
 
 
-def _geometry(net: nn.Sequential) -> tuple[float, int, float]:
-    """(output/input size ratio, safe tile margin in input units, largest buffer per input position
-    in float64 elements) of a stack of convolutions and pointwise activations."""
-    unit, radius, cost = 1.0, 0.0, 1.0     # unit: one activation pixel in input pixels
+def _geometry(net: nn.Sequential) -> tuple[tuple, tuple, float]:
+    """Per axis (H, W): output/input size ratio and safe tile margin in input units; and the largest
+    buffer per input position in float64 elements, of a stack of convolutions and pointwise activations."""
+    unit, radius, cost = [1.0, 1.0], [0.0, 0.0], 1.0     # unit: one activation pixel in input pixels
     for layer in net:
-        if isinstance(layer, nn.Conv2d):
-            k, st = layer.kernel_size[0], layer.stride[0]
-            radius += (k // 2) * unit * layer.dilation[0]
-            cost = max(cost, layer.in_channels * k * k / (unit * st) ** 2, layer.out_channels / (unit * st) ** 2)
-            unit *= st
-        elif isinstance(layer, nn.ConvTranspose2d):
-            k, st = layer.kernel_size[0], layer.stride[0]
-            radius += math.ceil((k // 2) / st) * unit
-            unit /= st
-            cost = max(cost, layer.in_channels * k * k / unit ** 2, layer.out_channels / unit ** 2)
-    return 1.0 / unit, int(math.ceil(radius)) + 1, cost
+        if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            continue
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        for axis in (0, 1):
+            k, st = layer.kernel_size[axis], layer.stride[axis]
+            if transposed:
+                radius[axis] += math.ceil((k // 2) / st) * unit[axis]
+                unit[axis] /= st
+            else:
+                radius[axis] += (k // 2) * unit[axis] * layer.dilation[axis]
+        area = unit[0] * unit[1] * (1 if transposed else layer.stride[0] * layer.stride[1])
+        kernel = layer.kernel_size[0] * layer.kernel_size[1]
+        cost = max(cost, layer.in_channels * kernel / area, layer.out_channels / area)
+        if not transposed:
+            unit = [unit[0] * layer.stride[0], unit[1] * layer.stride[1]]
+    return (1.0 / unit[0], 1.0 / unit[1]), (int(math.ceil(radius[0])) + 1, int(math.ceil(radius[1])) + 1), cost

@@ -1,5 +1,4 @@
 """Container format: round trip, corruption cases and a short fuzz run."""
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 

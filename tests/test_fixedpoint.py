@@ -1,5 +1,4 @@
 """The fixed-point entropy path gives bit-identical parameters whatever the float setup."""
-import numpy as np
 import torch
 from torch import nn
 

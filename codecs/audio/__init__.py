@@ -1,1 +1,4 @@
-"""Audio codec: a learned transform codec with an entropy model."""
+"""Learned audio codec: fixed MDCT, learned gains, hyperprior with frame context, learned dequantizer."""
+from .codec import AudioCodec, DecodedAudio
+
+__all__ = ["AudioCodec", "DecodedAudio"]

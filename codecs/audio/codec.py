@@ -23,16 +23,46 @@ import torch
 
 from ..container import Container
 from ..entropy import EntropyCodingError
+from ..entropy import from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
-from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+from ..errors import CorruptStreamError, InputError, UsageError
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
 from .mdct import frame_count, imdct, mdct
+from .model import SCALE_MIN
 
 CHUNK_FRAMES = 500
 RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
 HEADER_BYTES = 64           # container header estimate charged to the first chunk's budget
 CHUNK_FIELD_BYTES = 8       # per-chunk list entries (q, zl, yl)
 MAX_SEARCH = 8
+NOISE_FILL = 0.25           # energy fraction restored in coefficients coded as zero (0 = pure MSE decoding)
+
+
+def _secant(size, budget: float, q: float, top: float) -> float:
+    """Quality in [0, top] (to 1/1000) where the increasing function ``size`` meets ``budget``, by a
+    bracketed secant search on log size; the nearest end of the range when it cannot be met."""
+    tried = []
+    for _ in range(MAX_SEARCH):
+        q = min(max(round(q * 1000) / 1000, 0.0), top)
+        if any(t[0] == q for t in tried):
+            break
+        tried.append((q, max(size(q), 1e-9)))
+        if abs(tried[-1][1] - budget) <= RATE_TOLERANCE / 3 * budget:
+            break
+        over = [t[0] for t in tried if t[1] > budget]
+        under = [t[0] for t in tried if t[1] <= budget]
+        if (not over and q == top) or (not under and q == 0):
+            break
+        a, b = sorted(tried, key=lambda t: abs(math.log(t[1] / budget)))[:2] if len(tried) > 1 else (tried[0], None)
+        if b is None or a[1] == b[1]:
+            q = a[0] + math.log2(budget / a[1])          # about one quality step per doubling of size
+        else:
+            slope = (math.log(a[1]) - math.log(b[1])) / (a[0] - b[0])
+            q = a[0] + math.log(budget / a[1]) / slope if slope > 0 else (a[0] + b[0]) / 2
+        lo, hi = max(under, default=0.0), min(over, default=top)
+        if not lo < q < hi:
+            q = (lo + hi) / 2
+    return min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
 
 
 class DecodedAudio(NamedTuple):
@@ -96,13 +126,13 @@ class AudioCodec:
     modality = "audio"
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
-                 chunk_frames: int = CHUNK_FRAMES):
+                 chunk_frames: int = CHUNK_FRAMES, noise_fill: float = NOISE_FILL):
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
         if chunk_frames < 4 or chunk_frames % 4:
             raise ValueError("chunk_frames must be a positive multiple of 4")
-        self.chunk_frames = chunk_frames
+        self.chunk_frames, self.noise_fill = chunk_frames, noise_fill
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.stats: dict[str, float] = {}
@@ -113,10 +143,16 @@ class AudioCodec:
         return [float(q) for q in range(1, self.config.levels + 1)]
 
     # -- encoding ------------------------------------------------------------------------
-    def encode(self, samples, sample_rate: int, kbps: float | None = None, quality: float | None = None) -> bytes:
-        """Compress ``(channels, n)`` samples at ``sample_rate`` to container bytes, at a target
-        bitrate ``kbps`` or a fixed ``quality`` (default: 24 kbps)."""
-        x = as_audio_array(samples, sample_rate)
+    def encode(self, audio, sample_rate: int | None = None, kbps: float | None = None,
+               quality: float | None = None) -> bytes:
+        """Compress ``(channels, n)`` samples at ``sample_rate`` (or a ``(samples, sample_rate)`` pair
+        such as :class:`DecodedAudio`) to container bytes, at a target bitrate ``kbps`` or a fixed
+        ``quality`` 1..levels (default: 24 kbps)."""
+        if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
+            audio, sample_rate = audio
+        if sample_rate is None:
+            raise UsageError("audio needs its sample rate: encode(samples, sample_rate)")
+        x = as_audio_array(audio, sample_rate)
         resample = Resampler(len(x), sample_rate, self.rate)
         model_blocks = (resample(b) for b in [*_blocks(x), None])
         return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality).to_bytes()
@@ -200,47 +236,40 @@ class AudioCodec:
         sections, _, _, bits = self.latent.compress(y)
         return sections, bits
 
+    @torch.no_grad()
+    def _estimate_bytes(self, coefs: torch.Tensor, q: float) -> float:
+        """Ideal size of a chunk from the float model (several times cheaper than the exact path)."""
+        from ..image.models import gaussian_likelihood
+
+        q = round(q * 1000) / 1000
+        y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
+        prior = self.latent.z_prior
+        z_sym = prior.quantize(self.model.h_a(y).float())
+        hyper = self.model.h_s(from_fixed(prior.dequantize_fixed(z_sym)).to(y.device))
+        y_hat = torch.round(y)
+        scale = torch.exp(self.model.log_scales(hyper, y_hat)).clamp(SCALE_MIN, self.config.scale_max)
+        bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
+        return bits / 8
+
     def _search(self, coefs: torch.Tensor, budget: float, q: float):
-        """Secant search (on log size) for the quality whose chunk size is closest to ``budget`` bytes."""
-        top = self.config.levels - 1
-        tried = []                                     # (q, bytes, sections, bits)
-        for _ in range(MAX_SEARCH):
-            q = min(max(round(q * 1000) / 1000, 0.0), float(top))
-            if any(t[0] == q for t in tried):
-                break
+        """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
+        float model's estimate, rescaled by the exact coder's size after each exact encode (at most 3)."""
+        top, ratio, best = float(self.config.levels - 1), 1.0, None
+        for _ in range(3):
+            q = _secant(lambda v: ratio * self._estimate_bytes(coefs, v), budget, q, top)
             sections, bits = self._compress(coefs, q)
             size = len(sections["z"]) + len(sections["y"])
-            tried.append((q, size, sections, bits))
-            if abs(size - budget) <= RATE_TOLERANCE * budget:
+            if best is None or abs(size - budget) < abs(best[1] - budget):
+                best = (q, size, sections, bits)
+            if abs(size - budget) <= RATE_TOLERANCE * budget or (q == top and size < budget) or (q == 0 and size > budget):
                 break
-            over = [t for t in tried if t[1] > budget]
-            under = [t for t in tried if t[1] <= budget]
-            if not over and q == top or not under and q == 0:
-                break                                  # the target is out of this model's range
-            a, b = sorted(tried, key=lambda t: abs(math.log(t[1] / budget)))[:2] if len(tried) > 1 else (tried[0], None)
-            if b is None or a[1] == b[1]:
-                q = a[0] + (1.0 if a[1] < budget else -1.0) * max(0.25, abs(math.log2(budget / a[1])))
-            else:
-                slope = (math.log(a[1]) - math.log(b[1])) / (a[0] - b[0])
-                q = a[0] + (math.log(budget) - math.log(a[1])) / slope if slope > 0 else (a[0] + b[0]) / 2
-            lo = max([t[0] for t in under], default=0.0)
-            hi = min([t[0] for t in over], default=float(top))
-            if not lo < q < hi:
-                q = (lo + hi) / 2
-        best = min(tried, key=lambda t: abs(t[1] - budget))
+            ratio = size / max(self._estimate_bytes(coefs, q), 1e-9)
         return best[0], (best[2], best[3])
 
     # -- decoding ------------------------------------------------------------------------
     def check_stream(self, c: Container) -> None:
         """Refuse streams made by another codec, model or weights, with a clear reason."""
-        if c.codec != "audio":
-            raise ModelMismatchError(f"this is a {c.codec} stream, not an audio stream")
-        if c.model != self.name:
-            raise ModelMismatchError(f"stream was made with audio model {c.model!r}, not {self.name!r}")
-        if c.weights_digest != self.digest:
-            raise ModelMismatchError(
-                f"stream was made with different weights for audio model {self.name!r} "
-                f"(stream {c.weights_digest.hex()}, installed {self.digest.hex()}); decode it with those weights")
+        c.check_made_by("audio", self.name, self.digest)
 
     def stream_layout(self, c: Container) -> dict:
         """The validated fields of a stream: rate, ch, n, m, and per chunk (frames, q, z bytes, y bytes)."""
@@ -271,11 +300,11 @@ class AudioCodec:
         hop, left = self.hop, layout["m"]
         tail = np.zeros((layout["ch"], hop), np.float32)
         z, y, zpos, ypos, first = c.section("z"), c.section("y"), 0, 0, True
-        for frames, qm, zl, yl in layout["chunks"]:
+        for index, (frames, qm, zl, yl) in enumerate(layout["chunks"]):
             sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
             zpos, ypos = zpos + zl, ypos + yl
             try:
-                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000)
+                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index)
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail
@@ -287,15 +316,27 @@ class AudioCodec:
             if out.shape[1]:
                 yield from_coded_channels(out)
 
-    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float) -> np.ndarray:
+    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
         y_sym, log_scale = self.latent.decompress(sections, shape)
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
-            coefs = self.model.dequantize(y_hat, log_scale) / gain
-            return imdct(coefs, self.hop).cpu().numpy()
+            y_rec = torch.where(y_hat == 0, self._noise_fill(log_scale, seed), self.model.dequantize(y_hat, log_scale))
+            return imdct(y_rec / gain, self.hop).cpu().numpy()
+
+    def _noise_fill(self, log_scale: torch.Tensor, seed: int) -> torch.Tensor:
+        """Random-sign values for the coefficients coded as 0, with ``noise_fill`` times the energy a
+        Gaussian of the coded scale has inside the zero bin (|y| < 1/2): this restores the level of
+        quiet bands (what mel distances and listeners notice) at a bounded cost in MSE."""
+        sigma = torch.exp(log_scale.double())
+        a = 0.5 / sigma
+        inside = (2 * torch.special.ndtr(a) - 1).clamp_min(1e-300)
+        var = sigma**2 * (1 - 2 * a * torch.exp(-0.5 * a**2) / math.sqrt(2 * math.pi) / inside)
+        gen = torch.Generator().manual_seed(seed)
+        sign = torch.randint(0, 2, log_scale.shape, generator=gen).to(log_scale.device) * 2 - 1
+        return (sign * torch.sqrt(self.noise_fill * var.clamp_min(0))).float()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 
 READ_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff"}
-WRITE_FORMATS = {".wav": ("wav", "pcm_s16le", "s16"), ".flac": ("flac", "flac", "s16")}
+WRITE_FORMATS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac")}
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 8
 MAX_SECONDS = 3 * 3600
@@ -125,19 +125,23 @@ def read_audio(path: Path, rate: int | None = None) -> tuple[np.ndarray, int]:
     return (np.concatenate(blocks, axis=1) if blocks else np.zeros((reader.channels, 0), np.float32)), reader.out_rate
 
 
+def output_format(path: Path) -> tuple[str, str]:
+    """(container format, codec) for an output path, or OutputError."""
+    fmt = WRITE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise OutputError(f"cannot write {Path(path).suffix or 'files without a suffix'} audio: use .wav or .flac")
+    return fmt
+
+
 class AudioWriter:
     """Writes float32 ``(channels, n)`` blocks given at ``rate_in`` to a WAV or FLAC file at ``rate``,
     16-bit, keeping exactly ``samples`` samples at the file rate."""
 
     def __init__(self, path: Path, rate: int, channels: int, samples: int, rate_in: int | None = None):
-        path = Path(path)
-        suffix = path.suffix.lower()
-        fmt = WRITE_FORMATS.get(suffix)
-        if fmt is None:
-            raise OutputError(f"cannot write {suffix or 'files without a suffix'} audio: use .wav or .flac")
+        fmt = output_format(path)
         self._container = av.open(str(path), "w", format=fmt[0])
         self._stream = self._container.add_stream(fmt[1], rate=rate, layout=_layout(channels))
-        self._format, self.rate, self.channels, self.left = fmt[2], rate, channels, samples
+        self.rate, self.channels, self.left = rate, channels, samples
         self._resample = Resampler(channels, rate_in or rate, rate)
 
     def _emit(self, block: np.ndarray) -> None:

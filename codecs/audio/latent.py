@@ -15,7 +15,7 @@ import torch
 from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, to_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..entropy.tables import gaussian_scale_table, gaussian_tables
-from .model import SCALE_MIN, AudioModel, from_grid, log2_magnitude, to_grid
+from .model import SCALE_MIN, AudioModel, context_inputs, from_grid, log2_magnitude
 
 
 class LogScaleGaussian(GaussianConditional):
@@ -45,10 +45,8 @@ class AudioLatentCodec:
     def _odd_log_scales(self, hyper: torch.Tensor, y_sym: np.ndarray) -> torch.Tensor:
         """Fixed-point log-scales of the odd frames from the hyper scales and the even frames
         of ``y_sym`` (its odd frames are ignored)."""
-        mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym).double()))
-        mag[..., 1::2] = 0
-        delta = from_grid(self.context(torch.cat([to_grid(hyper), to_grid(mag)], dim=1)))
-        return (hyper + delta)[..., 1::2]
+        mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym[..., 0::2]).double()))
+        return hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], mag)))
 
     def compress(self, y: torch.Tensor) -> tuple[dict, np.ndarray, torch.Tensor, float]:
         """Sections, integer symbols, fixed-point log-scales and the ideal bit count."""

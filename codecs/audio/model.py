@@ -12,9 +12,9 @@ Entropy model: a scale hyperprior over frames (bins are channels, frames run alo
 ``h_a`` (encoder only, float) summarises ``log(1 + |y|)`` into ``z`` at a quarter of the
 frame rate; ``z`` is coded with a factorized prior; ``h_s`` maps ``z`` to a log-scale for
 every coefficient.  A two-pass *frame-parity context* then sharpens the odd frames: once
-the even frames are decoded, a small 2-D conv net over (frequency x time) reads their
-magnitudes and the hyper log-scales and corrects the odd frames' log-scales (tonal music
-repeats from frame to frame).  Each chunk therefore costs two passes, never a loop over
+the even frames are decoded, a small conv net over frequency reads, for each odd frame,
+its hyper log-scales and the magnitudes of the two even frames around it, and corrects its
+log-scales (tonal music repeats from frame to frame).  Each chunk therefore costs two passes, never a loop over
 frames.  ``h_s`` and the context net only use layers :class:`ncodec.entropy.FixedPointNet`
 evaluates exactly, and the context reads ``log2(1 + |k|)`` through an exact piecewise-
 linear formula (:func:`log2_magnitude`), so the coder's probabilities are bit-identical on
@@ -27,9 +27,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from compressai.entropy_models import EntropyBottleneck
-
-from ..image.models import gaussian_likelihood, noisy_or_rounded, ste_round
 
 
 @dataclass
@@ -38,8 +35,8 @@ class AudioModelConfig:
 
     sample_rate: int = 48000     # the model's rate; inputs are resampled to it
     hop: int = 960               # MDCT hop = number of bins (20 ms at 48 kHz)
-    levels: int = 10             # quality levels; gain doubles from one to the next
-    gain0: float = 2.0           # initial gain of level 0 (quantizer step 1 / gain)
+    levels: int = 12             # quality levels; gain doubles from one to the next
+    gain0: float = 0.5           # initial gain of level 0 (quantizer step 1 / gain)
     hyper: int = 128             # hyper transform width
     z_channels: int = 24         # hyper-latent channels (one z vector per 4 frames)
     context: int = 16            # width of the frame-parity context net
@@ -99,12 +96,12 @@ def hyper_synthesis(bins: int, width: int, z_channels: int) -> nn.Sequential:
 
 
 def context_net(width: int) -> nn.Sequential:
-    """(hyper log-scale, log2 magnitude of decoded even frames) over (bins x frames) -> log-scale
-    correction.  Runs in fixed point at inference."""
+    """Per odd frame, over frequency: (hyper log-scale, log2 magnitudes of the previous and next
+    even frames) -> log-scale correction.  Runs in fixed point at inference."""
     return nn.Sequential(
-        nn.Conv2d(2, width, 3, padding=1), nn.LeakyReLU(inplace=True),
-        nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(inplace=True),
-        nn.Conv2d(width, 1, 3, padding=1),
+        nn.Conv2d(3, width, (5, 1), padding=(2, 0)), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, width, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(width, 1, 1),
     )
 
 
@@ -122,15 +119,19 @@ def from_grid(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2)
 
 
-def odd_frames(t: int, device=None) -> torch.Tensor:
-    """Boolean mask over frames of a chunk: True for the frames coded in the second pass."""
-    return torch.arange(t, device=device) % 2 == 1
+def context_inputs(hyper_odd: torch.Tensor, even_magnitudes: torch.Tensor) -> torch.Tensor:
+    """Context net input (B, 3, bins, T/2) from the odd frames' hyper log-scales and the even
+    frames' log2 magnitudes, both (B, bins, 1, T/2): frame 2j+1 sees frames 2j and 2j+2."""
+    following = torch.cat([even_magnitudes[..., 1:], torch.zeros_like(even_magnitudes[..., :1])], dim=-1)
+    return torch.cat([to_grid(hyper_odd), to_grid(even_magnitudes), to_grid(following)], dim=1)
 
 
 class AudioModel(nn.Module):
     """Gains, scale hyperprior, frame-parity context and dequantizer (see module doc)."""
 
-    def __init__(self, config: AudioModelConfig):
+    def __init__(self, config: AudioModelConfig, trainable_prior: bool = True):
+        """``trainable_prior=False`` leaves out the z density (inference codes z with the tables
+        tabulated from it, so loading a codec does not need CompressAI)."""
         super().__init__()
         self.config = config
         c = config
@@ -138,7 +139,10 @@ class AudioModel(nn.Module):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, c.hop))
         self.h_a = HyperAnalysis(c.hop, c.hyper, c.z_channels)
         self.h_s = hyper_synthesis(c.hop, c.hyper, c.z_channels)
-        self.z_prior = EntropyBottleneck(c.z_channels)
+        if trainable_prior:
+            from compressai.entropy_models import EntropyBottleneck
+
+            self.z_prior = EntropyBottleneck(c.z_channels)
         self.context = context_net(c.context)
         self.dequantizer = dequantizer_net()
 
@@ -150,11 +154,6 @@ class AudioModel(nn.Module):
         log_g = self.log_gain[lo] * (1 - t) + self.log_gain[lo + 1] * t
         return torch.exp(log_g)[:, :, None, None]
 
-    def context_correction(self, hyper_log_scale: torch.Tensor, even_magnitudes: torch.Tensor) -> torch.Tensor:
-        """Float version of the context pass (training); inputs (B, bins, 1, T), odd frames of
-        ``even_magnitudes`` already zeroed."""
-        return from_grid(self.context(torch.cat([to_grid(hyper_log_scale), to_grid(even_magnitudes)], dim=1)))
-
     def dequantize(self, y_hat: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         """Symbols (float, any device) -> reconstruction in the gain domain."""
         features = torch.cat([to_grid(log2_magnitude(y_hat)), to_grid(log_scale)], dim=1)
@@ -163,12 +162,14 @@ class AudioModel(nn.Module):
 
     def log_scales(self, hyper: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
         """Final log-scales: hyper only for even frames, hyper + context for odd frames."""
-        odd = odd_frames(y_hat.shape[-1], y_hat.device)
-        even_mag = torch.where(odd, 0.0, log2_magnitude(y_hat.detach()))
-        return torch.where(odd, hyper + self.context_correction(hyper, even_mag), hyper)
+        even_mag = log2_magnitude(y_hat.detach()[..., 0::2])
+        odd = hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], even_mag)))
+        return torch.stack([hyper[..., 0::2], odd], dim=-1).flatten(-2)
 
     def forward(self, coefs: torch.Tensor, quality: torch.Tensor) -> dict:
         """MDCT coefficients (B, bins, 1, T), T a multiple of 4 -> reconstruction and likelihoods."""
+        from ..image.models import gaussian_likelihood, noisy_or_rounded, ste_round
+
         gain = self.gains(quality)
         y = coefs * gain
         z = self.h_a(y)

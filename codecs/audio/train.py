@@ -17,10 +17,10 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import UsageError
 from .io import READ_SUFFIXES, read_audio
 from .mdct import frame_count, mdct
 from .model import AudioModel, AudioModelConfig
@@ -112,7 +112,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or "cpu")
     if args.frames % 4:
-        raise SystemExit("--frames must be a multiple of 4")
+        raise UsageError("--frames must be a multiple of 4")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"

@@ -1,21 +1,14 @@
-"""Audio model weights: a safetensors file with the tensors, the config that builds the
-model, the hyper-latent prior's coder tables and the digest containers record.  The
-digest and prior-table helpers are the image codec's (:mod:`ncodec.image.weights`);
-loading never unpickles anything.  Convolution kernels are stored as float16.
+"""Audio model weights: a safetensors file (see :mod:`ncodec.weightsfile`) with the tensors,
+the config that builds the model, the hyper-latent prior's coder tables and the digest
+containers record; loading never unpickles anything.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-from ..entropy import FactorizedPrior, TableSet
-from ..errors import InputError, ModelMismatchError
-from ..image.weights import _prior_tensors, tensors_digest
+from ..entropy import FactorizedPrior
+from ..errors import ModelMismatchError
+from ..weightsfile import model_tensors, prior_tensors, read_prior, read_weights, write_weights
 from .model import AudioModel, AudioModelConfig
 
 FORMAT = "ncodec-audio-model/1"
@@ -25,23 +18,9 @@ PRIOR = "coder.prior_z"
 def export_model(model: AudioModel, path: Path, extra: dict | None = None) -> bytes:
     """Write a trained model as safetensors; returns its digest."""
     model = model.cpu().float().eval()
-    tensors = {}
-    for name, t in model.state_dict().items():
-        if "_cdf" in name or "_offset" in name:
-            continue  # CompressAI's rANS tables: ncodec codes with its own tables
-        t = t.detach().contiguous()
-        tensors[name] = t.half() if t.is_floating_point() and t.dim() == 4 else t
-    tensors.update(_prior_tensors(PRIOR, FactorizedPrior.from_bottleneck(model.z_prior)))
-    config_json = json.dumps(model.config.to_dict(), sort_keys=True)
-    digest = tensors_digest(tensors, config_json)
-    meta = {"format": FORMAT, "config": config_json, "digest": digest.hex(),
-            "extra": json.dumps(extra or {}, sort_keys=True)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return digest
+    tensors = model_tensors(model)
+    tensors.update(prior_tensors(PRIOR, FactorizedPrior.from_bottleneck(model.z_prior)))
+    return write_weights(path, tensors, model.config.to_dict(), FORMAT, extra)
 
 
 class LoadedWeights:
@@ -52,30 +31,15 @@ class LoadedWeights:
 
 
 def load_weights(path: Path) -> LoadedWeights:
-    """Read a weights file (no pickle), verify its digest and rebuild the model in eval mode."""
-    path = Path(path)
+    """Read a weights file (no pickle), verify its digest and rebuild the inference model in eval
+    mode (without the trainable z density, whose coder tables are loaded instead)."""
+    f = read_weights(path, FORMAT, "audio model")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise InputError(f"weights file not found: {path}") from None
-    except Exception as exc:
-        raise InputError(f"{path} is not a readable safetensors weights file ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ModelMismatchError(f"{path} is not an ncodec audio model (format {meta.get('format')!r})")
-    config_json = meta["config"]
-    digest = tensors_digest(tensors, config_json)
-    if digest.hex() != meta.get("digest"):
-        raise ModelMismatchError(f"{path} is damaged: its tensors do not match the digest it records")
-    model = AudioModel(AudioModelConfig.from_dict(json.loads(config_json)))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith("coder.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if "_cdf" not in m and "_offset" not in m]
+        model = AudioModel(AudioModelConfig.from_dict(f.config), trainable_prior=False)
+        missing, unexpected = model.load_state_dict(f.state(skip=("coder.", "z_prior.")), strict=False)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelMismatchError(f"{path} does not fit the audio model ({str(exc).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise ModelMismatchError(f"{path} does not fit the audio model (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")
-    tables = TableSet(tensors[f"{PRIOR}.pmfs"].numpy().astype(np.float64), tensors[f"{PRIOR}.offsets"].numpy(),
-                      tensors[f"{PRIOR}.lengths"].numpy())
-    z_prior = FactorizedPrior(tables, tensors[f"{PRIOR}.medians"].numpy())
-    return LoadedWeights(model.eval(), z_prior, digest, json.loads(meta.get("extra", "{}")))
+    return LoadedWeights(model.eval(), read_prior(f.tensors, PRIOR), f.digest, f.extra)

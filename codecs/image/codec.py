@@ -154,14 +154,7 @@ class ImageCodec:
 
     def check_stream(self, c: Container) -> None:
         """Refuse streams made by another codec, model or weights, with a clear reason."""
-        if c.codec != "image":
-            raise ModelMismatchError(f"this is a {c.codec} stream, not an image stream")
-        if c.model != self.name:
-            raise ModelMismatchError(f"stream was made with image model {c.model!r}, not {self.name!r}")
-        if c.weights_digest != self.digest:
-            raise ModelMismatchError(
-                f"stream was made with different weights for model {self.name!r} "
-                f"(stream {c.weights_digest.hex()}, installed {self.digest.hex()}); decode it with those weights")
+        c.check_made_by("image", self.name, self.digest)
 
     @torch.no_grad()
     def decode(self, data: bytes | Container) -> np.ndarray:

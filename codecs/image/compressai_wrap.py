@@ -19,7 +19,7 @@ from ..errors import UsageError
 from .codec import ImageCodec
 from .latent_codecs import FactorizedLatentCodec, HyperpriorLatentCodec
 from .models import ImageModelConfig
-from .weights import tensors_digest
+from ..weightsfile import tensors_digest
 
 
 class _FixedRateTransforms(nn.Module):

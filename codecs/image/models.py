@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 
 # MSE lambdas (on 8-bit scale: loss = lambda * 255^2 * mse + bpp) of CompressAI's qualities 1-6.
@@ -144,7 +144,7 @@ class ImageModel(nn.Module):
     def __init__(self, config: ImageModelConfig):
         super().__init__()
         self.config = config
-        L, M = config.levels, config.M
+        M = config.M
         self.g_a = analysis_transform(config.N, M)
         self.g_s = synthesis_transform(config.N, M)
         # Quantization step ~ lambda^-1/2, so gains start proportional to sqrt(lambda).

@@ -1,0 +1,111 @@
+"""How the file API and the command line reach the audio codec (the modality interface that
+:mod:`ncodec.api` expects of every ``ncodec.<modality>.app``)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..container import Container
+from ..errors import ModelMismatchError, UsageError
+from ..fileio import atomic_output, check_output, write_bytes
+
+CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
+                  "8-48 kHz, 1-8 channels, --kbps or --quality 1-12"}
+DEFAULT_CODEC = "mdct"
+WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
+ENCODE_OPTIONS: list[tuple[str, dict]] = [
+    ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
+]
+DECODED_SUFFIX = ".wav"
+
+
+def accepts(path: Path) -> bool:
+    """True for audio files (by suffix)."""
+    from .io import READ_SUFFIXES
+
+    return Path(path).suffix.lower() in READ_SUFFIXES
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, device: str, weights: str | None):
+    from ..api import assets_dir
+    from .codec import AudioCodec
+    from .latent import AudioLatentCodec
+    from .weights import load_weights
+
+    if name not in CODECS:
+        raise UsageError(f"unknown audio codec {name!r}; available: {', '.join(CODECS)}")
+    loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name])
+    return AudioCodec(name, loaded.model, AudioLatentCodec(loaded.model, loaded.z_prior), loaded.digest,
+                      device=device, description=CODECS[name])
+
+
+def load_codec(name: str, device: str, weights: str | Path | None = None):
+    """The :class:`~ncodec.audio.codec.AudioCodec` of the shipped model (or of another weights file)."""
+    return _load(name, device, str(weights) if weights else None)
+
+
+def _progress(total_seconds: float, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=round(total_seconds, 1), desc=desc, unit="s", leave=False, disable=total_seconds < 60,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+
+
+def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
+    """Encode one audio file (streamed: memory stays bounded for long files) into an ``.ncz`` file."""
+    from .io import AudioReader
+
+    unknown = set(options) - {"quality", "kbps"}
+    if unknown:
+        raise UsageError(f"audio encoding does not take {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}")
+    check_output(dst, force)
+    audio = load_codec(codec or DEFAULT_CODEC, device)
+    reader = AudioReader(src, audio.rate)
+    with _progress(reader.samples / reader.rate, "encoding") as bar:
+        c = audio.encode_blocks(reader, reader.rate, reader.channels, lambda: reader.samples_read,
+                                kbps=options.get("kbps"), quality=options.get("quality"),
+                                progress=lambda n: bar.update(n / audio.rate))
+    data = c.to_bytes()
+    write_bytes(dst, data, force)
+    seconds = c.fields["n"] / reader.rate
+    kbps = 8 * len(data) / seconds / 1000
+    return {"bytes": len(data), "kbps": kbps, "seconds": seconds, "rate": reader.rate, "channels": reader.channels,
+            "summary": f"{len(data)} bytes, {kbps:.2f} kbps, {seconds:.2f} s, {reader.channels} ch @ {reader.rate} Hz"}
+
+
+def _codec_for(container: Container, device: str):
+    if container.model not in CODECS:
+        raise ModelMismatchError(f"stream needs audio model {container.model!r}, which this ncodec does not ship")
+    return load_codec(container.model, device)
+
+
+def decode(container: Container, device: str):
+    """Container -> :class:`~ncodec.audio.codec.DecodedAudio` (samples, sample_rate)."""
+    return _codec_for(container, device).decode(container)
+
+
+def decode_file(container: Container, dst: Path, device: str, force: bool) -> str:
+    """Decode to a 16-bit WAV or FLAC file at the original rate, chunk by chunk, atomically."""
+    from .io import AudioWriter, output_format
+
+    output_format(dst)
+    check_output(dst, force)
+    audio = _codec_for(container, device)
+    layout = audio.stream_layout(container)
+    with atomic_output(Path(dst), force) as tmp, _progress(layout["n"] / layout["rate"], "decoding") as bar:
+        writer = AudioWriter(tmp, layout["rate"], layout["ch"], layout["n"], rate_in=audio.rate)
+        for block in audio.decode_blocks(container):
+            writer.write(block)
+            bar.update(block.shape[1] / audio.rate)
+        writer.close()
+    return f"{layout['n'] / layout['rate']:.2f} s, {layout['ch']} ch @ {layout['rate']} Hz"
+
+
+def describe(container: Container, nbytes: int) -> dict:
+    """Bitrate, duration and format of an audio stream."""
+    layout = _codec_for(container, "cpu").stream_layout(container)
+    seconds = layout["n"] / layout["rate"]
+    return {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],
+            "channels": layout["ch"], "chunks": len(layout["chunks"]),
+            "quality": [q / 1000 + 1 for q in container.require("q", list)][:8]}

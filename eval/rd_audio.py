@@ -1,0 +1,251 @@
+"""Rate-distortion sweep of audio codecs over a folder (``ncodec eval audio DIR``).
+
+Every file is coded by every codec at every target bitrate; the real bitrate (file bytes x 8 /
+duration), SI-SDR, the multi-resolution mel distance, and where installed ViSQOL (speech mode
+for speech, audio mode otherwise), PESQ-WB and STOI (speech only) are measured by the same code
+for every codec, at the file's own rate and channel count.  Files are grouped by the first
+folder level under DIR (``speech/``, ``music/`` ...; files directly in DIR form ``all``).
+
+Writes, per group, one JSON per codec in CompressAI's results layout with ``kbps`` as the rate
+(``{group}/{codec}.json``), a Bjøntegaard table per metric against the anchor (``bdrate.md``,
+``bdrate.csv``) and plots (``{group}-{metric}.png``).  ncodec codecs run through the public API
+(``ncodec.load_codec``), the classical ones through PyAV (:mod:`.classical_audio`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import audio_metrics as am
+from .bdrate import bd_psnr, bd_rate
+from .classical_audio import CODECS as CLASSICAL, align
+from .plot import plot_rd
+
+DEFAULT_KBPS = (6, 12, 24, 48, 64)
+# metric -> True when higher is better
+METRICS = {"si-sdr": True, "mel-distance": False, "visqol": True, "pesq-wb": True, "stoi": True}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("folder", help="audio files, optionally in speech/ and music/ subfolders")
+    p.add_argument("--codecs", default="ncodec:mdct,opus,aac,mp3", help="comma-separated; ncodec:NAME, opus, aac, mp3")
+    p.add_argument("--kbps", default=",".join(map(str, DEFAULT_KBPS)), help="target bitrates, comma-separated")
+    p.add_argument("--out", default="results/audio", help="folder for JSON, bdrate.md/csv and plots")
+    p.add_argument("--anchor", default="opus")
+    p.add_argument("--visqol-kbps", default="all",
+                   help="targets at which to run ViSQOL ('all', 'none' or a list; it takes ~3 s per second of music)")
+    p.add_argument("--seconds", type=float, default=0.0, help="use only the first N seconds of each file (0 = all)")
+    p.add_argument("--visqol-seconds", type=float, default=0.0,
+                   help="run ViSQOL on the first N seconds only (0 = all; it is slow: ~3 s per second of music)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+
+
+def find_audio(folder: Path) -> dict[str, list[Path]]:
+    """Audio files by group (first folder level under ``folder``; ``all`` for files at the top)."""
+    from ..audio.io import READ_SUFFIXES
+
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file() and p.suffix.lower() in READ_SUFFIXES:
+            rel = p.relative_to(folder).parts
+            groups.setdefault(rel[0] if len(rel) > 1 else "all", []).append(p)
+    return groups
+
+
+class _NcodecRunner:
+    """ncodec through the public API, with the same encode/decode shape as the classical codecs."""
+
+    def __init__(self, name: str, device: str | None):
+        import ncodec
+
+        self.codec = ncodec.load_codec(name, device)
+        self.description = getattr(self.codec, "description", name)
+
+    def encode(self, x, rate, kbps):
+        return self.codec.encode(x, rate, kbps=kbps)
+
+    def decode(self, data, rate, channels):
+        return self.codec.decode(data).samples
+
+
+def load_runners(names: list[str], device: str | None) -> dict:
+    runners = {}
+    for n in names:
+        if n.startswith("ncodec:"):
+            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device)
+        elif n in CLASSICAL:
+            runners[n] = CLASSICAL[n]
+        else:
+            raise ValueError(f"unknown audio codec {n!r}; use ncodec:NAME or one of {', '.join(CLASSICAL)}")
+    return runners
+
+
+def measure(runner, x: np.ndarray, rate: int, kbps: float, group: str, visqol: bool, notes: set,
+            visqol_seconds: float = 0.0) -> dict:
+    """One coded point: real kbps, timings and every available metric."""
+    t0 = time.perf_counter()
+    data = runner.encode(x, rate, kbps)
+    t1 = time.perf_counter()
+    y = runner.decode(data, rate, len(x))
+    t2 = time.perf_counter()
+    y = align(x, y)
+    seconds = x.shape[1] / rate
+    point = {"target_kbps": kbps, "kbps": 8 * len(data) / seconds / 1000, "bytes": len(data),
+             "si-sdr": am.si_sdr(x, y), "mel-distance": am.mel_distance(x, y, rate),
+             "encoding_time": t1 - t0, "decoding_time": t2 - t1,
+             "encode_realtime": seconds / (t1 - t0), "decode_realtime": seconds / (t2 - t1)}
+    wanted = ["visqol"] if visqol else []
+    if group == "speech":
+        wanted += ["pesq-wb", "stoi"]
+    for metric in wanted:
+        missing = am.optional_metric_missing(metric.split("-")[0])
+        if missing:
+            notes.add(missing)
+            continue
+        if metric == "visqol":
+            n = int(visqol_seconds * rate) or x.shape[1]
+            point[metric] = am.visqol(x[:, :n], y[:, :n], rate, "speech" if group == "speech" else "audio")
+        elif metric == "pesq-wb":
+            point[metric] = am.pesq_wb(x, y, rate)
+        else:
+            point[metric] = am.stoi(x, y, rate)
+    return point
+
+
+def _mean_curve(points: list[dict]) -> dict:
+    """Average over files per target bitrate (each metric over the files that have it)."""
+    curve: dict[str, list] = {}
+    keys = [k for k in dict.fromkeys(k for p in points for k in p) if k != "file"]
+    for target in sorted({p["target_kbps"] for p in points}):
+        at = [p for p in points if p["target_kbps"] == target]
+        for key in keys:
+            vals = [p[key] for p in at if key in p and p[key] is not None and math.isfinite(p[key])]
+            curve.setdefault(key, []).append(float(np.mean(vals)) if vals else None)
+    return curve
+
+
+def bd_rows(curves: dict[str, dict], anchor: str) -> list[dict]:
+    """Per codec and metric: BD-rate (%) and BD-metric against the anchor (mel distance negated so
+    that, as for the others, a positive delta is better)."""
+    rows = []
+    ref = curves[anchor]
+    for name, res in curves.items():
+        for metric, higher in METRICS.items():
+            row = {"codec": name, "metric": metric, "bd_rate_pct": math.nan, "bd_metric": math.nan, "note": ""}
+            try:
+                pts = [(r, m) for r, m in zip(res["kbps"], res.get(metric, [])) if m is not None]
+                ref_pts = [(r, m) for r, m in zip(ref["kbps"], ref.get(metric, [])) if m is not None]
+                if len(pts) < 2 or len(ref_pts) < 2:
+                    raise ValueError(f"fewer than 2 {metric} points")
+                sign = 1 if higher else -1
+                args = ([r for r, _ in ref_pts], [sign * m for _, m in ref_pts],
+                        [r for r, _ in pts], [sign * m for _, m in pts])
+                row["bd_rate_pct"], row["bd_metric"] = bd_rate(*args), bd_psnr(*args)
+            except ValueError as e:
+                row["note"] = str(e)
+            rows.append(row)
+    return rows
+
+
+def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set) -> str:
+    """``bdrate.md`` / ``bdrate.csv`` plus a table of the measured points; returns the markdown."""
+    md = [f"Audio RD sweep; BD deltas against **{anchor}** (piecewise cubic over log kbps). Negative BD-rate is "
+          "better; BD-metric is the mean gain at equal rate (mel distance is negated: positive = better).", ""]
+    csv_rows = []
+    for group, curves in groups.items():
+        md += [f"## {group}", "", "| codec | metric | BD-rate (%) | BD-metric |", "|---|---|---:|---:|"]
+        for r in bd_rows(curves, anchor):
+            cells = f"n/a ({r['note']}) | n/a" if r["note"] else f"{r['bd_rate_pct']:+.1f} | {r['bd_metric']:+.3f}"
+            md.append(f"| {r['codec']} | {r['metric']} | {cells} |")
+            csv_rows.append({"group": group, **r})
+        keys = [k for k in ("kbps", *METRICS, "encode_realtime", "decode_realtime")
+                if any(k in c for c in curves.values())]
+        md += ["", "| codec | target kbps | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+        for name, res in curves.items():
+            for i, target in enumerate(res["target_kbps"]):
+                vals = [res.get(k, [None] * (i + 1))[i] for k in keys]
+                md.append(f"| {name} | {target:g} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |")
+        md.append("")
+    md += [f"- {n}" for n in sorted(notes)]
+    text = "\n".join(md) + "\n"
+    (out_dir / "bdrate.md").write_text(text)
+    with open(out_dir / "bdrate.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["group", "codec", "metric", "bd_rate_pct", "bd_metric", "note"])
+        w.writeheader()
+        w.writerows(csv_rows)
+    return text
+
+
+def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[float], anchor: str = "opus",
+                   visqol_kbps: set | None = None, seconds: float = 0.0, device: str | None = None,
+                   visqol_seconds: float = 0.0) -> dict:
+    """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate."""
+    from ..audio.io import read_audio
+
+    files = find_audio(folder)
+    if not files:
+        raise ValueError(f"no audio files under {folder}")
+    runners = load_runners(codecs, device)
+    if anchor not in runners:
+        raise ValueError(f"anchor {anchor!r} is not among the codecs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notes: set = set()
+    summary: dict[str, dict] = {}
+    jobs = [(g, f, n, k) for g, fs in files.items() for f in fs for n in runners for k in kbps]
+    points: dict = {}
+    audio_cache: dict = {}
+    for group, path, name, target in tqdm(jobs, desc="audio RD", unit="point", dynamic_ncols=True):
+        if path not in audio_cache:
+            audio_cache.clear()
+            x, rate = read_audio(path)
+            if seconds:
+                x = x[:, :int(seconds * rate)]
+            audio_cache[path] = (x, rate)
+        x, rate = audio_cache[path]
+        visqol = visqol_kbps is None or target in visqol_kbps
+        p = measure(runners[name], x, rate, target, group, visqol, notes, visqol_seconds)
+        points.setdefault(group, {}).setdefault(name, []).append({"file": path.name, **p})
+    for group, by_codec in points.items():
+        gdir = out_dir / group
+        gdir.mkdir(exist_ok=True)
+        summary[group] = {}
+        for name, pts in by_codec.items():
+            curve = _mean_curve(pts)
+            summary[group][name] = curve
+            doc = {"name": name, "description": runners[name].description, "group": group,
+                   "files": sorted({p["file"] for p in pts}), "results": curve, "per_file": pts}
+            (gdir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        for metric in METRICS:
+            if any(metric in c for c in summary[group].values()):
+                plot_rd([gdir / f"{n}.json" for n in by_codec if metric in summary[group][n]],
+                        out_dir / f"{group}-{metric}.png", metric=metric, rate="kbps", title=f"{group}: {metric}")
+    write_tables(out_dir, summary, anchor, notes)
+    return summary
+
+
+def run(a) -> int:
+    """``ncodec eval audio``."""
+    from ..errors import UsageError
+
+    folder = Path(a.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    try:
+        kbps = [float(k) for k in a.kbps.split(",") if k]
+        vk = None if a.visqol_kbps == "all" else set() if a.visqol_kbps == "none" else \
+            {float(k) for k in a.visqol_kbps.split(",") if k}
+    except ValueError:
+        raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
+    try:
+        run_audio_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), kbps, a.anchor, vk, a.seconds,
+                       a.device, a.visqol_seconds)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print((Path(a.out) / "bdrate.md").read_text())
+    return 0

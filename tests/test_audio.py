@@ -1,0 +1,200 @@
+"""The audio codec: exact symbol round trips, quality and rate on real clips, formats, chunk seams,
+file I/O and the errors users get for bad input or damaged streams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ncodec.container import Container
+from ncodec.errors import CorruptStreamError, InputError, ModelMismatchError, OutputError, UsageError
+from ncodec.eval.audio_metrics import si_sdr
+
+from conftest import DATA
+
+SPEECH = DATA / "audio" / "speech" / "vctk_16k" / "p232_003.wav"          # held out from training
+MUSIC = DATA / "audio" / "music" / "encodec" / "encodec_test_48k.wav"     # held out from training
+
+
+@pytest.fixture(scope="module")
+def codec():
+    from ncodec.audio import app
+    from ncodec.api import assets_dir
+
+    if not (assets_dir() / app.WEIGHT_FILES["mdct"]).exists():
+        pytest.skip("assets/audio-mdct.safetensors is missing")
+    return app.load_codec("mdct", "cpu")
+
+
+def _clip(path, seconds: float, start: float = 1.0):
+    from ncodec.audio.io import read_audio
+
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared/data is absent)")
+    x, rate = read_audio(path)
+    return np.ascontiguousarray(x[:, int(start * rate):int((start + seconds) * rate)]), rate
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return _clip(SPEECH, 3.0)
+
+
+@pytest.fixture(scope="module")
+def music():
+    return _clip(MUSIC, 3.0)
+
+
+def test_mdct_reconstructs_exactly():
+    from ncodec.audio.mdct import frame_count, imdct, mdct
+
+    hop, n = 960, 5000
+    x = torch.randn(2, n, dtype=torch.float64)
+    t = frame_count(n, hop)
+    padded = torch.nn.functional.pad(x, (hop, (t + 1) * hop - n - hop))
+    y = imdct(mdct(padded, hop), hop)[:, hop:hop + n]
+    assert torch.allclose(y, x, atol=1e-9)
+    assert torch.allclose(mdct(padded, hop).pow(2).sum(), padded.pow(2).sum(), rtol=1e-9)   # orthonormal
+
+
+def test_latent_symbols_round_trip_exactly(codec, music):
+    from ncodec.audio.mdct import mdct
+
+    x, rate = music
+    from ncodec.audio.io import Resampler
+
+    r = Resampler(2, rate, codec.rate)
+    m = np.concatenate([r(x), r(None)], axis=1)[:, : 41 * codec.hop]
+    coefs = mdct(torch.from_numpy(m), codec.hop)[..., :40]
+    y = coefs * codec.model.gains(torch.tensor([5.0]))
+    sections, symbols, scales, _ = codec.latent.compress(y)
+    decoded, decoded_scales = codec.latent.decompress(sections, tuple(y.shape))
+    assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
+    assert np.abs(symbols).max() > 0
+
+
+def test_speech_quality_and_rate(codec, speech):
+    x, rate = speech
+    for kbps in (12, 24):
+        data = codec.encode(x, rate, kbps=kbps)
+        real = 8 * len(data) / (x.shape[1] / rate) / 1000
+        assert abs(real / kbps - 1) < 0.10, (kbps, real)
+        out = codec.decode(data)
+        assert out.sample_rate == rate and out.samples.shape == x.shape
+        if kbps == 24:
+            assert si_sdr(x, out.samples) > 20
+
+
+def test_music_stereo_rate_and_quality(codec, music):
+    x, rate = music
+    data = codec.encode(x, rate, kbps=24)
+    assert abs(8 * len(data) / 3.0 / 1000 / 24 - 1) < 0.10
+    out = codec.decode(data)
+    assert out.samples.shape == x.shape and out.sample_rate == 48000
+    assert si_sdr(x, out.samples) > 12
+
+
+def test_encoding_is_deterministic_and_quality_mode(codec, speech):
+    x, rate = speech
+    a, b = codec.encode(x, rate, quality=6), codec.encode(x, rate, quality=6)
+    assert a == b
+    assert len(codec.encode(x, rate, quality=3)) < len(a) < len(codec.encode(x, rate, quality=9))
+    with pytest.raises(UsageError):
+        codec.encode(x, rate, quality=6, kbps=24)
+    with pytest.raises(UsageError):
+        codec.encode(x, rate, quality=13)
+
+
+@pytest.mark.parametrize("rate,channels", [(22050, 2), (8000, 1), (11025, 3)])
+def test_odd_rates_and_layouts_restore_the_original(codec, speech, rate, channels):
+    import torchaudio
+
+    x, r0 = speech
+    mono = torchaudio.functional.resample(torch.from_numpy(x[:, :r0 * 2]), r0, rate).numpy()
+    x = np.concatenate([mono * g for g in (1.0, 0.6, -0.3)[:channels]], axis=0)
+    out = codec.decode(codec.encode(x, rate, kbps=32))
+    assert out.sample_rate == rate and out.samples.shape == x.shape
+    assert si_sdr(x, out.samples) > 12
+
+
+def test_chunks_leave_no_seams(codec, speech):
+    """Coding in 1-s chunks gives the same waveform error as coding the clip whole, also at the
+    chunk boundaries (chunks are runs of global MDCT frames)."""
+    from ncodec.audio.codec import AudioCodec
+
+    x, rate = speech
+    chunked = AudioCodec("mdct", codec.model, codec.latent, codec.digest, chunk_frames=52, noise_fill=0.0)
+    whole = AudioCodec("mdct", codec.model, codec.latent, codec.digest, noise_fill=0.0)
+    c = Container.from_bytes(chunked.encode(x, rate, quality=7))
+    assert len(c.fields["q"]) > 2
+    err_chunked = chunked.decode(c).samples - x
+    err_whole = whole.decode(whole.encode(x, rate, quality=7)).samples - x
+    win = rate // 50
+    e_c = (err_chunked[0, : len(x[0]) // win * win] ** 2).reshape(-1, win).mean(1)
+    e_w = (err_whole[0, : len(x[0]) // win * win] ** 2).reshape(-1, win).mean(1)
+    boundaries = [int(k * 52 * 960 / 48000 * 50) for k in range(1, len(c.fields["q"]))]
+    for b in boundaries:
+        near = slice(max(b - 2, 0), b + 2)
+        assert e_c[near].max() <= 2 * max(e_w[near].max(), np.median(e_w)), b
+    assert e_c.sum() <= 1.1 * e_w.sum()
+
+
+def test_damaged_streams_raise_clear_errors(codec, speech):
+    x, rate = speech
+    data = codec.encode(x[:, :rate], rate, kbps=24)
+    with pytest.raises(CorruptStreamError):
+        codec.decode(data[:-10])
+    c = Container.from_bytes(data)
+    for field, value in [("n", 10**12), ("m", 5), ("cf", 3), ("zl", [999999]), ("q", [10**6]), ("rate", 4000),
+                         ("ch", 0)]:
+        bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, field: value}, c.sections)
+        with pytest.raises(CorruptStreamError):
+            codec.decode(bad.to_bytes())
+    with pytest.raises(ModelMismatchError):
+        codec.decode(Container(c.codec, c.model, b"\0" * 8, c.fields, c.sections).to_bytes())
+    rng = np.random.default_rng(0)
+    for _ in range(3):   # random payloads with a valid checksum: a clear error or audio, never a crash
+        y = rng.integers(0, 256, len(c.sections["y"]), dtype=np.uint8).tobytes()
+        bad = Container(c.codec, c.model, c.weights_digest, c.fields, {**c.sections, "y": y})
+        try:
+            assert codec.decode(bad.to_bytes()).samples.shape == (1, rate)
+        except CorruptStreamError:
+            pass
+
+
+def test_bad_inputs_raise_input_error(codec):
+    ok = np.zeros((1, 1000), np.float32)
+    for samples, rate in [(np.zeros((1, 0), np.float32), 16000), (np.zeros((9, 100), np.float32), 16000),
+                          (ok, 7999), (ok, 96000), (ok, 16000.5), (np.full((1, 10), np.nan, np.float32), 16000),
+                          (np.zeros((1, 10), np.int32), 16000), (np.zeros((2, 2, 2), np.float32), 16000),
+                          (np.broadcast_to(np.float32(0), (1, 3 * 3600 * 8000 + 1)), 8000)]:
+        with pytest.raises(InputError):
+            codec.encode(samples, rate, kbps=24)
+
+
+def test_files_round_trip_and_leave_no_partial_output(codec, tmp_path, music):
+    from ncodec.audio import app
+    from ncodec.audio.io import read_audio, write_audio
+
+    x, rate = music
+    src = tmp_path / "clip.flac"
+    write_audio(src, x[:, :rate], rate)
+    report = app.encode_file(src, tmp_path / "clip.ncz", None, "cpu", False, {"kbps": 24.0})
+    assert abs(report["kbps"] / 24 - 1) < 0.1
+    c = Container.from_bytes((tmp_path / "clip.ncz").read_bytes())
+    app.decode_file(c, tmp_path / "out.wav", "cpu", False)
+    y, r = read_audio(tmp_path / "out.wav")
+    assert r == rate and y.shape == (2, rate)
+    assert si_sdr(read_audio(src)[0], y) > 10
+    with pytest.raises(OutputError):
+        app.decode_file(c, tmp_path / "out.wav", "cpu", False)           # exists, no --force
+    with pytest.raises(OutputError):
+        app.decode_file(c, tmp_path / "out.mp3", "cpu", False)
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(InputError):
+        app.encode_file(tmp_path / "junk.wav", tmp_path / "junk.ncz", None, "cpu", False, {})
+    with pytest.raises(InputError):
+        app.encode_file(tmp_path / "missing.wav", tmp_path / "missing.ncz", None, "cpu", False, {})
+    with pytest.raises(UsageError):
+        app.encode_file(src, tmp_path / "x.ncz", None, "cpu", False, {"size": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.flac", "clip.ncz", "junk.wav", "out.wav"]
