@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="compress a file (or every file in a folder)")
     e.add_argument("input", help="an image, video or audio file; a folder of video frames; a folder to batch")
     e.add_argument("output")
-    e.add_argument("--quality", "-q", type=float, default=None, help="quality (images: 1 smallest .. 6 best)")
+    e.add_argument("--quality", "-q", type=float, default=None, help="quality, higher is better (images 1-6, audio 1-12)")
     e.add_argument("--model", "--codec", dest="model", default=None, help="codec/model name (see `ncodec models`)")
     dests = set()
     for modality, app in api.apps().items():
