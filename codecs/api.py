@@ -121,17 +121,23 @@ def encode_file(src: str | Path, dst: str | Path, codec: str | None = None, qual
     settings (e.g. ``size``/``epochs`` for video, ``kbps`` for audio)."""
     src, dst = Path(src), Path(dst)
     app = app_for_input(src, codec)
-    if not app.accepts(src):
+    if codec is not None and not app.accepts(src):     # without a codec, app_for_input asked already
         raise InputError(f"{src}: not an input that codec {codec!r} encodes")
     if quality is not None:
         options["quality"] = quality
     return app.encode_file(src, dst, codec, _device(device), force, options)
 
 
-def decode_file(src: str | Path, dst: str | Path, device: str | None = None, force: bool = False) -> str:
-    """Decode an ``.ncz`` file into a media file; returns a one-line summary."""
+def decode_file(src: str | Path, dst: str | Path | None = None, device: str | None = None, force: bool = False,
+                folder: str | Path | None = None) -> tuple[Path, str]:
+    """Decode an ``.ncz`` file into a media file; returns the output path and a one-line summary.
+
+    Give ``dst``, or ``folder`` to write ``<src stem><the modality's usual suffix>`` there."""
+    src = Path(src)
     c = Container.from_bytes(read_bytes(src))
-    return _container_app(c).decode_file(c, Path(dst), _device(device), force)
+    app = _container_app(c)
+    dst = Path(dst) if dst is not None else Path(folder) / (src.stem + app.DECODED_SUFFIX)
+    return dst, app.decode_file(c, dst, _device(device), force)
 
 
 def info(data: bytes) -> dict:

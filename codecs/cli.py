@@ -20,9 +20,9 @@ def _add_common(p):
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
-def _batch(src: Path, dst: Path, wanted, out_suffix, work) -> int:
-    """Run ``work(in, out)`` over the ``wanted`` files of a folder, keep going past failures,
-    exit non-zero if any failed."""
+def _batch(src: Path, dst: Path, wanted, work) -> int:
+    """Run ``work(file, dst)`` over the ``wanted`` files of folder ``src`` into folder ``dst``,
+    keep going past failures, exit non-zero if any failed."""
     if dst.exists() and not dst.is_dir():
         raise UsageError(f"{dst} must be a folder when the input is a folder")
     dst.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ def _batch(src: Path, dst: Path, wanted, out_suffix, work) -> int:
     failed = 0
     for f in tqdm(files, desc="files", unit="file", file=sys.stderr):
         try:
-            work(f, dst / (f.stem + out_suffix(f)))
+            work(f, dst)
         except NcodecError as exc:
             failed += 1
             tqdm.write(f"ncodec: {f}: {exc}", file=sys.stderr)
@@ -62,26 +62,20 @@ def cmd_encode(a) -> int:
         one(src, dst)
         return 0
     apps = [api.app_for_input(src, a.model)] if a.model else list(api.apps().values())
-    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), lambda f: ".ncz", one)
+    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), lambda f, d: one(f, d / (f.stem + ".ncz")))
 
 
 def cmd_decode(a) -> int:
     from . import api
-    from .container import Container
-    from .fileio import read_bytes
 
     src, dst = Path(a.input), Path(a.output)
 
-    def one(i, o):
-        print(f"{i} -> {o}: {api.decode_file(i, o, device=a.device, force=a.force)}")
+    def one(i, o=None, folder=None):
+        out, summary = api.decode_file(i, o, device=a.device, force=a.force, folder=folder)
+        print(f"{i} -> {out}: {summary}")
 
-    def suffix(f: Path) -> str:
-        codec = Container.from_bytes(read_bytes(f)).codec
-        app = api.modality_app(codec) if codec in api.MODALITIES else None
-        return getattr(app, "DECODED_SUFFIX", ".out")
-
-    if src.is_dir():
-        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", suffix, one)
+    if src.is_dir():   # each stream read once; its modality picks the output suffix
+        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", lambda f, d: one(f, folder=d))
     one(src, dst)
     return 0
 
