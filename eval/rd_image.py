@@ -25,6 +25,7 @@ from .metrics import bpp, ms_ssim, psnr
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 NCODEC_PREFIX = "ncodec:"
+REFINE_MARK = "+refine"      # ncodec:hyperprior+refine100 encodes with 100 refinement steps
 
 
 def find_images(image_dir: Path) -> list[Path]:
@@ -130,6 +131,21 @@ def write_bd_table(rows: list[dict], anchor: str, out_dir: Path) -> None:
             w.writerow([r["codec"], *vals, f"{r['bpp_min']:.4f}", f"{r['bpp_max']:.4f}", r["note"]])
 
 
+class RefinedCodec:
+    """An ncodec image codec that encodes with ``refine`` steps of latent refinement."""
+
+    def __init__(self, codec, steps: int):
+        self.codec, self.steps = codec, steps
+        self.qualities = codec.qualities
+        self.description = f"{codec.description}, encoder refinement {steps} steps"
+
+    def encode(self, image, quality):
+        return self.codec.encode(image, quality=quality, refine=self.steps)
+
+    def decode(self, data):
+        return self.codec.decode(data)
+
+
 def _load_codecs(names: list[str]) -> dict[str, object]:
     """Codec objects by name; expands ``ncodec:*`` and fails before any work on an unknown name."""
     import ncodec
@@ -140,7 +156,13 @@ def _load_codecs(names: list[str]) -> dict[str, object]:
             for n in ncodec.list_codecs(modality="image"):
                 out[NCODEC_PREFIX + n] = ncodec.load_codec(n)
         elif name.startswith(NCODEC_PREFIX):
-            out[name] = ncodec.load_codec(name[len(NCODEC_PREFIX):])
+            model, _, steps = name[len(NCODEC_PREFIX):].partition(REFINE_MARK)
+            codec = ncodec.load_codec(model)
+            if steps:
+                if not steps.isdigit():
+                    raise ValueError(f"{name!r}: write refinement steps as {NCODEC_PREFIX}{model}{REFINE_MARK}N")
+                codec = RefinedCodec(codec, int(steps))
+            out[name] = codec
         elif name in CLASSICAL_CODECS:
             out[name] = get_codec(name)
         else:
@@ -160,7 +182,8 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
                    reference_jsons: list[Path] = (), qualities: dict[str, list[float]] | None = None) -> dict:
     """Sweep ``codecs`` over every image of ``image_dir`` and write the results into ``out_dir``.
 
-    ``codecs`` holds classical names (jpeg, webp, avif, jpeg2000, jxl), ``ncodec:NAME`` or ``ncodec:*``.
+    ``codecs`` holds classical names (jpeg, webp, avif, jpeg2000, jxl), ``ncodec:NAME``, ``ncodec:*``
+    or ``ncodec:NAME+refineN`` (encoding with N steps of latent refinement).
     Each quality's point is the mean over images of per-image bpp, PSNR-RGB, MS-SSIM and encode/decode
     seconds, written as ``<codec>.json`` (``:`` becomes ``-``) in CompressAI's layout, with the sweep's
     settings under ``results["quality"]`` and, if ``per_image``, every measurement in a ``per_image``
@@ -236,7 +259,8 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
 def add_arguments(p) -> None:
     """Options of ``ncodec eval image``."""
     p.add_argument("folder")
-    p.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif", help="comma-separated; ncodec:NAME or ncodec:*")
+    p.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif",
+                   help="comma-separated; ncodec:NAME, ncodec:* or ncodec:NAME+refineN (N encoder refinement steps)")
     p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
     p.add_argument("--per-image", action="store_true")
     p.add_argument("--anchor", default="avif")

@@ -168,7 +168,7 @@ class AudioModel(nn.Module):
 
     def forward(self, coefs: torch.Tensor, quality: torch.Tensor) -> dict:
         """MDCT coefficients (B, bins, 1, T), T a multiple of 4 -> reconstruction and likelihoods."""
-        from ..image.models import gaussian_likelihood, noisy_or_rounded, ste_round
+        from ..image.models import gaussian_likelihood, rounding_quantizer, training_quantizer
 
         gain = self.gains(quality)
         y = coefs * gain
@@ -176,10 +176,10 @@ class AudioModel(nn.Module):
         with torch.autocast(device_type=y.device.type, enabled=False):
             z_hat, z_lik = self.z_prior(z.float())
         hyper = self.h_s(z_hat).float()
-        y_hat = ste_round(y)
+        y_rate, y_hat = (training_quantizer if self.training else rounding_quantizer)(y)
         log_scale = self.log_scales(hyper, y_hat).float()
         scale = torch.exp(log_scale.clamp(max=math.log(self.config.scale_max)))
-        y_lik = gaussian_likelihood(noisy_or_rounded(y, self.training), scale.clamp_min(SCALE_MIN))
+        y_lik = gaussian_likelihood(y_rate, scale.clamp_min(SCALE_MIN))
         coefs_hat = self.dequantize(y_hat, log_scale).float() / gain
         return {"coefs_hat": coefs_hat, "likelihoods": [y_lik, z_lik]}
 

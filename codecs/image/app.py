@@ -16,7 +16,10 @@ CODECS = {
 }
 DEFAULT_CODEC = "hyperprior"
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
-ENCODE_OPTIONS: list[tuple[str, dict]] = []     # --quality is common to every modality
+ENCODE_OPTIONS: list[tuple[str, dict]] = [     # --quality is common to every modality
+    ("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
+                                       "(e.g. 100; slower encoding, smaller files, same decoder)"}),
+]
 DECODED_SUFFIX = ".png"
 
 
@@ -50,12 +53,13 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     """Encode one image file into an ``.ncz`` file."""
     from .io import read_image
 
-    unknown = set(options) - {"quality"}
+    unknown = set(options) - {"quality", "refine"}
     if unknown:
         raise UsageError(f"image encoding does not take {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}")
     check_output(dst, force)
     image = read_image(src)
-    data = load_codec(codec or DEFAULT_CODEC, device).encode(image, quality=options.get("quality"))
+    data = load_codec(codec or DEFAULT_CODEC, device).encode(image, quality=options.get("quality"),
+                                                              refine=options.get("refine") or 0)
     write_bytes(dst, data, force)
     h, w = image.shape[:2]
     bpp = 8 * len(data) / (h * w)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -116,16 +117,35 @@ def lrp_net(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-def noisy_or_rounded(x: torch.Tensor, training: bool) -> torch.Tensor:
-    """Additive uniform noise in training (rate proxy), rounding otherwise."""
-    if training:
-        return x + torch.empty_like(x).uniform_(-0.5, 0.5)
-    return torch.round(x)
-
-
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Rounding with a straight-through gradient."""
     return x + (torch.round(x) - x).detach()
+
+
+# A quantizer stands in for rounding the (mean-removed) latent ``v``: it returns the values the
+# rate term sees and the values the synthesis sees.  Training uses additive noise for the rate
+# and straight-through rounding for synthesis; evaluation rounds both; encoder-side refinement
+# (:mod:`ncodec.image.refine`) passes its own annealed soft rounding.
+Quantizer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def training_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return v + torch.empty_like(v).uniform_(-0.5, 0.5), ste_round(v)
+
+
+def rounding_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r = torch.round(v)
+    return r, r
+
+
+def bottleneck_likelihood(bottleneck: EntropyBottleneck, values: torch.Tensor) -> torch.Tensor:
+    """Likelihoods of given (B, C, H, W) values under a CompressAI ``EntropyBottleneck``,
+    differentiable in the values (its own forward rounds without a gradient outside training)."""
+    c = values.shape[1]
+    lik, _, _ = bottleneck._likelihood(values.transpose(0, 1).reshape(c, 1, -1))
+    if bottleneck.use_likelihood_bound:
+        lik = bottleneck.likelihood_lower_bound(lik)
+    return lik.reshape(c, values.shape[0], *values.shape[2:]).transpose(0, 1)
 
 
 def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -173,17 +193,36 @@ class ImageModel(nn.Module):
         t = q - lo.float()
         return torch.exp(lam[lo] * (1 - t) + lam[hi] * t)
 
-    def hyper_path(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z likelihoods and the hyper-synthesis output (float32, outside autocast)."""
+    def quantizer(self, quantizer: Quantizer | None) -> Quantizer:
+        """The quantizer to use: the given one, else the training or the rounding one."""
+        return quantizer or (training_quantizer if self.training else rounding_quantizer)
+
+    def hyper_path(self, y: torch.Tensor, quantizer: Quantizer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z likelihoods and the hyper-synthesis output (float32, outside autocast).  Training
+        feeds the noisy z to the hyper synthesis (as CompressAI does); a given quantizer
+        replaces the rounding of z too."""
         z = self.h_a(y)
         with torch.autocast(device_type=y.device.type, enabled=False):
-            z_hat, z_lik = self.z_prior(z.float())
+            if quantizer is None:
+                z_hat, z_lik = self.z_prior(z.float())
+            else:
+                medians = self.z_prior._get_medians().detach()
+                z_rate, z_hat = quantizer(z.float() - medians)
+                z_lik, z_hat = bottleneck_likelihood(self.z_prior, z_rate + medians), z_hat + medians
             return z_lik, self.h_s(z_hat)
 
     def aux_loss(self) -> torch.Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        """Reconstruction and likelihoods of a batch at per-sample qualities (0-based)."""
+        gain, inv_gain = self.gains(quality)
+        return self.latent_forward(self.g_a(x).float() * gain, inv_gain, quality)
+
+    def latent_forward(self, y: torch.Tensor, inv_gain: torch.Tensor, quality: torch.Tensor,
+                       quantizer: Quantizer | None = None) -> dict:
+        """Everything after the analysis transform: quantize the (gain-scaled) latent ``y``,
+        return ``x_hat`` and the likelihoods of the rate term."""
         raise NotImplementedError
 
 
@@ -194,19 +233,18 @@ class FactorizedModel(ImageModel):
         super().__init__(config)
         self.priors = nn.ModuleList(EntropyBottleneck(config.M) for _ in range(config.levels))
 
-    def forward(self, x, quality):
-        gain, inv_gain = self.gains(quality)
-        y = self.g_a(x).float() * gain
+    def latent_forward(self, y, inv_gain, quality, quantizer=None):
+        quantizer = self.quantizer(quantizer)
         level = quality.round().long()
         y_hat = torch.empty_like(y)
         likelihoods = torch.empty_like(y)
         for lv in level.unique().tolist():
             sel = level == lv
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                _, lik = self.priors[lv](y[sel])
-            likelihoods[sel] = lik
             medians = self.priors[lv]._get_medians().detach()
-            y_hat[sel] = ste_round(y[sel] - medians) + medians
+            y_rate, y_hat[sel] = quantizer(y[sel] - medians)
+            with torch.autocast(device_type=y.device.type, enabled=False):
+                likelihoods[sel] = bottleneck_likelihood(self.priors[lv], y_rate + medians)
+            y_hat[sel] += medians
         x_hat = self.g_s(y_hat * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [likelihoods]}
 
@@ -221,14 +259,12 @@ class HyperpriorModel(ImageModel):
         self.h_s = hyper_synthesis(N, 2 * M)
         self.z_prior = EntropyBottleneck(N)
 
-    def forward(self, x, quality):
-        gain, inv_gain = self.gains(quality)
-        y = self.g_a(x).float() * gain
-        z_lik, params = self.hyper_path(y)
+    def latent_forward(self, y, inv_gain, quality, quantizer=None):
+        z_lik, params = self.hyper_path(y, quantizer)
         means, scales = params.chunk(2, dim=1)
-        y_lik = gaussian_likelihood(noisy_or_rounded(y - means, self.training), scales)
-        y_hat = ste_round(y - means) + means
-        x_hat = self.g_s(y_hat * inv_gain)
+        y_rate, y_hat = self.quantizer(quantizer)(y - means)
+        y_lik = gaussian_likelihood(y_rate, scales)
+        x_hat = self.g_s((y_hat + means) * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [y_lik, z_lik]}
 
 
@@ -249,18 +285,18 @@ class SliceModel(ImageModel):
         self.context = nn.ModuleList(context_net(H + offsets[i], 2 * s) for i, s in enumerate(config.slices))
         self.lrp = nn.ModuleList(lrp_net(H + offsets[i + 1], s) for i, s in enumerate(config.slices))
 
-    def forward(self, x, quality):
-        gain, inv_gain = self.gains(quality)
-        y = self.g_a(x).float() * gain
-        z_lik, hyper = self.hyper_path(y)
+    def latent_forward(self, y, inv_gain, quality, quantizer=None):
+        z_lik, hyper = self.hyper_path(y, quantizer)
+        quantizer = self.quantizer(quantizer)
         coded, recon, liks = [], [], []
         for i, s in enumerate(self.config.slices):
             y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
-            with torch.autocast(device_type=x.device.type, enabled=False):
+            with torch.autocast(device_type=y.device.type, enabled=False):
                 params = self.context[i](torch.cat([hyper, *coded], dim=1))
             means, scales = params.chunk(2, dim=1)
-            liks.append(gaussian_likelihood(noisy_or_rounded(y_i - means, self.training), scales))
-            y_hat_i = ste_round(y_i - means) + means
+            y_rate, y_hat_i = quantizer(y_i - means)
+            liks.append(gaussian_likelihood(y_rate, scales))
+            y_hat_i = y_hat_i + means
             coded.append(y_hat_i)
             residual = self.lrp[i](torch.cat([hyper, *coded], dim=1)).float()
             recon.append(y_hat_i + 0.5 * torch.tanh(residual))

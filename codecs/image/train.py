@@ -54,6 +54,7 @@ class TrainOptions:
     threads: int = 0              # CPU threads (0 = torch default)
     prior_lr_scale: float = 1.0   # lr multiplier for the learned densities (e.g. 10 after a warm start)
     prior_warmup: int = 0         # after a warm start: fit the densities alone for this many steps first
+    quality_range: tuple[float, float] | None = None  # train only these qualities (1-based, inclusive)
 
 
 class CropSampler:
@@ -245,9 +246,11 @@ def train(opts: TrainOptions) -> Path:
         print(f"resuming {opts.arch} from step {step}")
     elif opts.init is not None:
         from .weights import load_weights
-        source = load_weights(opts.init).model.state_dict()
-        own = model.state_dict()
-        copied = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape and not k.startswith("priors")}
+        source_model = load_weights(opts.init).model
+        source, own = source_model.state_dict(), model.state_dict()
+        same_arch = source_model.config.arch == config.arch   # densities carry over only to the same model
+        copied = {k: v for k, v in source.items()
+                  if k in own and own[k].shape == v.shape and (same_arch or not k.startswith("priors"))}
         model.load_state_dict(copied, strict=False)
         print(f"warm start from {opts.init}: {len(copied)} tensors")
 
@@ -257,6 +260,9 @@ def train(opts: TrainOptions) -> Path:
         fit_priors(model, sampler, opts.prior_warmup, batch=opts.batch, amp=amp)
     net = dist.wrap(model)
     levels = config.levels
+    q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
+    if not 1 <= q_lo <= q_hi <= levels:
+        raise ValueError(f"--quality-range must lie within 1..{levels}")
     started = time.monotonic()
     last_ckpt = started
 
@@ -291,10 +297,10 @@ def train(opts: TrainOptions) -> Path:
                 group["lr"] = lr * group["scale"]
             x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
             x = x.contiguous(memory_format=torch.channels_last)
-            if config.arch == "factorized":
-                quality = torch.randint(0, levels, (opts.batch,), device=device).float()
+            if config.arch == "factorized":   # one density per level: integer qualities only
+                quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
             else:
-                quality = torch.rand(opts.batch, device=device) * (levels - 1)
+                quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 out = net(x, quality)
             loss, bpp, psnr = rd_loss(model, out, x, quality)
@@ -360,6 +366,8 @@ def add_arguments(p) -> None:
     p.add_argument("--prior-lr-scale", type=float, default=1.0, help="lr multiplier for the learned densities")
     p.add_argument("--prior-warmup", type=int, default=0,
                    help="with --init: first fit the densities alone on frozen-transform latents for N steps")
+    p.add_argument("--quality-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="train only qualities LO..HI (1-based), e.g. to fine-tune the high rates")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -369,5 +377,6 @@ def run(a) -> int:
                        crop=a.crop, lr=a.lr, device=a.device or "cpu", max_minutes=a.max_minutes,
                        stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
                        init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
-                       prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp))
+                       prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp,
+                       quality_range=tuple(a.quality_range) if a.quality_range else None))
     return 0
