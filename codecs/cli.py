@@ -199,15 +199,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_modality_commands(sub, "train", "train a model (resumable)", TRAIN_MODULES)
     _add_modality_commands(sub, "eval", "rate-distortion sweep over a folder", EVAL_MODULES)
 
-    b = sub.add_parser("bench", help="image codec speed (transform vs entropy time) and coder overhead")
-    b.add_argument("folder")
-    b.add_argument("--models", default="factorized,hyperprior,slice")
-    b.add_argument("--quality", type=float, default=3.0)
-    b.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    b.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    b = sub.add_parser("bench", help="codec speed against classical codecs: image (transform vs entropy time, coder "
+                       "overhead), video (fit s/epoch, decode fps), audio (x real time)")
+    b.add_argument("input", help="image: a folder; video: a clip or a folder of frames; audio: a file or a folder")
+    b.add_argument("--modality", choices=["image", "video", "audio"], default="image")
+    b.add_argument("--models", "--codecs", dest="models", default=None,
+                   help="comma-separated (defaults: image factorized,hyperprior,slice; video "
+                        "hnerv,nerv,libx264,libx265,libsvtav1; audio ncodec:mdct,opus,aac,mp3)")
+    b.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="image: default cpu; video/audio: default the CPU and the GPU when present")
     b.add_argument("--json", default=None, help="also write the report here")
-    b.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="transform precision")
-    b.add_argument("--compressai", action="store_true", help="also run the same models through CompressAI's own path")
+    img = b.add_argument_group("image options")
+    img.add_argument("--quality", type=float, default=None, help="default 3")
+    img.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    img.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="transform precision")
+    img.add_argument("--compressai", action="store_true", help="also run the same models through CompressAI's own path")
+    vid = b.add_argument_group("video options")
+    vid.add_argument("--size", default=None, help="NeRV/HNeRV model size (default 0.1M)")
+    vid.add_argument("--epochs", type=int, default=None, help="fit epochs timed (default 3)")
+    vid.add_argument("--max-frames", type=int, default=None, help="first N frames of the clip (default 120, 0 = all)")
+    aud = b.add_argument_group("audio options")
+    aud.add_argument("--kbps", type=float, default=None, help="target bitrate (default 24)")
+    aud.add_argument("--seconds", type=float, default=None, help="first N seconds of each file (default 20, 0 = all)")
     b.set_defaults(func=cmd_bench)
     pl = sub.add_parser("plot", help="draw RD curves from CompressAI-layout JSON files")
     pl.add_argument("json", nargs="+")
@@ -218,17 +231,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_bench(a) -> int:
-    from .eval.bench import bench_image, format_report
+# ncodec bench: the options that belong to one modality only (dest -> modality)
+BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compressai": "image",
+                 "size": "video", "epochs": "video", "max_frames": "video", "kbps": "audio", "seconds": "audio"}
 
-    folder = Path(a.folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder")
-    report = bench_image(folder, a.models.split(","), quality=a.quality, device=a.device or "cpu", limit=a.limit,
-                         compressai=a.compressai, precision=a.precision)
+
+def _bench_options(a) -> dict:
+    """The modality options the user gave to ``ncodec bench``; refuses another modality's options."""
+    given = {k: getattr(a, k) for k in BENCH_OPTIONS if getattr(a, k) is not None and getattr(a, k) is not False}
+    wrong = [k for k in given if BENCH_OPTIONS[k] != a.modality]
+    if wrong:
+        flag = "--" + wrong[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --modality {BENCH_OPTIONS[wrong[0]]}, not {a.modality}")
+    return given
+
+
+def cmd_bench(a) -> int:
+    from .eval import bench
+
+    options = _bench_options(a)
+    src = Path(a.input)
+    if a.models:
+        options["models" if a.modality == "image" else "codecs"] = [m for m in a.models.split(",") if m]
+    if a.modality == "image":
+        if not src.is_dir():
+            raise UsageError(f"{src} is not a folder")
+        report = bench.bench_image(src, device=a.device or "cpu", **options)
+        text = bench.format_report(report)
+    else:
+        run, fmt = {"video": (bench.bench_video, bench.format_video_report),
+                    "audio": (bench.bench_audio, bench.format_audio_report)}[a.modality]
+        try:
+            report = run(src, device=a.device, **options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        text = fmt(report)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
-    print(format_report(report))
+    print(text)
     return 0
 
 

@@ -1,8 +1,11 @@
 """``ncodec bench``: speed of the image codecs split into transform and entropy time, and
-the range coder's overhead against the entropy model's ideal bit count, on real images."""
+the range coder's overhead against the entropy model's ideal bit count, on real images; speed of
+the video codecs (NeRV/HNeRV fit time per epoch, decode fps) and of the audio codec (x real time),
+each beside the classical codecs through PyAV, reported as ratios (x real time, x an anchor codec)."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -12,11 +15,30 @@ from tqdm import tqdm
 
 from .rd_image import find_images, read_image
 
+IMAGE_MODELS = ("factorized", "hyperprior", "slice")
+VIDEO_CODECS = ("hnerv", "nerv", "libx264", "libx265", "libsvtav1")
+AUDIO_CODECS = ("ncodec:mdct", "opus", "aac", "mp3")
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "threads": torch.get_num_threads()}
+    import av
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
+            "cores": os.cpu_count(), "threads": torch.get_num_threads(), "pyav": av.__version__}
+    if hasattr(os, "getloadavg"):
+        info["load_1min"] = round(os.getloadavg()[0], 2)     # other work on the machine while it was measured
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -47,7 +69,7 @@ def _bench_compressai(net, images: dict, device: str) -> dict:
             "bpp": 8 * nbytes / pixels, "psnr": sum(psnrs) / len(psnrs)}
 
 
-def bench_image(folder: Path, models: list[str], quality: float = 3.0, device: str = "cpu", limit: int = 0,
+def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device: str = "cpu", limit: int = 0,
                 compressai: bool = False, precision: str | None = None) -> dict:
     """Per model: MP/s for encode and decode, time split, coded vs ideal bits, PSNR; with
     ``compressai``, the same model run through CompressAI's own path (factorized and hyperprior)."""
@@ -124,4 +146,191 @@ def format_report(report: dict) -> str:
                          f"{m['encode_MP_per_s'] / c['encode_MP_per_s']:.2f}x / "
                          f"{m['decode_MP_per_s'] / c['decode_MP_per_s']:.2f}x | {c['bpp']:.4f} / {m['bpp']:.4f} | "
                          f"{c['psnr']:.3f} / {m['psnr']:.3f} |")
+    return "\n".join(lines)
+
+
+def devices(device: str | None) -> list[str]:
+    """The device asked for, else the CPU and, when present, the GPU."""
+    if device:
+        return [device]
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _fastest(repeats: int, run) -> tuple[float, object]:
+    """Shortest wall time of ``repeats`` calls of ``run()``, and the last call's result."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = run()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _add_ratios(rows: list[dict], anchor: str, keys: tuple[str, ...]) -> None:
+    """Each row's ``key`` divided by the anchor codec's (on the CPU) as ``key_vs_anchor``; none without the anchor."""
+    ref = next((r for r in rows if r["codec"] == anchor and r["device"] == "cpu"), None)
+    if ref is None:
+        return
+    for r in rows:
+        for key in keys:
+            r[f"{key}_vs_anchor"] = r[key] / ref[key]
+
+
+def _bench_inr(name: str, device: str, video, size: str, epochs: int, repeats: int) -> dict:
+    """Fit and code the clip with NeRV/HNeRV (public API); fit time per epoch and decode speed."""
+    import ncodec
+
+    from .rd_video import clip_metrics
+
+    t = video.shape[0]
+    codec = ncodec.load_codec(name, device)
+    data = codec.encode(video, size=size, epochs=epochs, progress=False)
+    enc = dict(codec.stats)     # encode_s: fit, quantisation and coding (not the encoder's own reconstruction)
+    decode_s, out = _fastest(repeats, lambda: codec.decode(data))
+    return {"setting": f"{size} ({enc['params']} params)", "params": enc["params"], "bytes": len(data),
+            "bpp": enc["bpp"], "psnr-rgb": clip_metrics(video.frames, out.frames)["psnr-rgb"],
+            "encode_s": enc["encode_s"], "s_per_epoch": enc["encode_s"] / epochs,
+            "s_per_epoch_per_frame": enc["encode_s"] / epochs / t, "decode_s": decode_s, "decode_fps": t / decode_s,
+            "decode_entropy_share": codec.stats["entropy_s"] / (codec.stats["entropy_s"] + codec.stats["synthesis_s"])}
+
+
+def _bench_classical_video(name: str, video, repeats: int) -> dict:
+    """A PyAV encoder at the middle CRF of its eval sweep (through rd_video), fastest of ``repeats`` runs."""
+    from .rd_video import CLASSICAL, classical_point
+
+    crfs = CLASSICAL[name][0]
+    points = [classical_point(video.frames, video.fps, name, crfs[len(crfs) // 2]) for _ in range(max(1, repeats))]
+    best = min(points, key=lambda p: p["decoding_time"])
+    return {"setting": f"CRF {best['crf']}", "crf": best["crf"], "bytes": best["bytes"], "bpp": best["bpp"],
+            "psnr-rgb": best["psnr-rgb"], "encode_s": min(p["encoding_time"] for p in points),
+            "decode_s": best["decoding_time"], "decode_fps": best["decoding_fps"]}
+
+
+def bench_video(clip: Path, codecs=VIDEO_CODECS, size: str = "0.1M", epochs: int = 3, max_frames: int | None = 120,
+                device: str | None = None, repeats: int = 3, anchor: str = "libx264", progress: bool = True) -> dict:
+    """Per NeRV/HNeRV and device: fit seconds per epoch (and per frame), decode fps; per classical codec (CPU):
+    encode and decode speed; every speed also as x real time, and decode fps against ``anchor``'s.
+    ``max_frames`` 0 or None: the whole clip."""
+    from ncodec.video.codec import DEFAULTS
+    from ncodec.video.io import read_video
+
+    from .rd_video import CLASSICAL, NCODEC_CODECS
+
+    unknown = [c for c in codecs if c not in NCODEC_CODECS and c not in CLASSICAL]
+    if unknown:
+        raise ValueError(f"unknown video codec {unknown[0]!r}: use {', '.join(NCODEC_CODECS + tuple(CLASSICAL))}")
+    video = read_video(clip, max_frames=max_frames or None)
+    t, h, w = video.shape
+    seconds = t / float(video.fps)
+    jobs = [(c, d) for c in codecs if c in NCODEC_CODECS for d in devices(device)]
+    jobs += [(c, "cpu") for c in codecs if c in CLASSICAL]
+    rows = []
+    for name, dev in tqdm(jobs, desc="bench video", unit="codec", disable=not progress, dynamic_ncols=True):
+        if name in NCODEC_CODECS:
+            row = _bench_inr(name, dev, video, size, epochs, repeats)
+            full = row["s_per_epoch"] * DEFAULTS["epochs"]      # a real encode fits DEFAULTS["epochs"] epochs
+        else:
+            row = _bench_classical_video(name, video, repeats)
+            full = row["encode_s"]
+        rows.append({"codec": name, "device": dev, **row, "encode_realtime": seconds / full,
+                     "decode_realtime": row["decode_fps"] * seconds / t})
+    _add_ratios(rows, anchor, ("decode_fps",))
+    return {"machine": machine(), "modality": "video", "clip": Path(clip).name, "frames": t, "width": w, "height": h,
+            "fps": float(video.fps), "size": size, "epochs": epochs, "full_epochs": DEFAULTS["epochs"],
+            "repeats": repeats, "anchor": anchor, "codecs": rows}
+
+
+def _audio_runners(codecs, device: str | None) -> list[tuple[str, str, object]]:
+    """(name, device, runner) per codec, from rd_audio: ncodec codecs on every device, PyAV ones on the CPU."""
+    from .rd_audio import load_runners
+
+    out = []
+    for c in codecs:
+        for dev in devices(device) if c.startswith("ncodec:") else ["cpu"]:
+            ((name, runner),) = load_runners([c], dev).items()
+            out.append((name, dev, runner))
+    return out
+
+
+def bench_audio(source: Path, codecs=AUDIO_CODECS, kbps: float = 24.0, seconds: float = 20.0,
+                device: str | None = None, anchor: str = "opus", progress: bool = True) -> dict:
+    """Per codec (ncodec ones on each device), at one target bitrate over the first ``seconds`` of a file (or of
+    every file in a folder): encode and decode speed as x real time and against ``anchor``'s, real kbps, SI-SDR."""
+    from ncodec.audio.io import read_audio
+
+    from .rd_audio import find_audio, measure
+
+    source = Path(source)
+    paths = [p for group in find_audio(source).values() for p in group] if source.is_dir() else [source]
+    if not paths:
+        raise ValueError(f"no audio files under {source}")
+    clips = {}
+    for p in paths:
+        x, rate = read_audio(p)
+        name = str(p.relative_to(source)) if source.is_dir() else p.name
+        clips[name] = (x[:, :int(seconds * rate)] if seconds else x, rate)
+    total = sum(x.shape[1] / rate for x, rate in clips.values())
+    runners = _audio_runners(codecs, device)
+    rows = []
+    bar = tqdm(total=len(runners) * len(clips), desc="bench audio", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    for name, dev, runner in runners:
+        x, rate = next(iter(clips.values()))
+        runner.decode(runner.encode(x[:, :rate], rate, kbps), rate, len(x))    # warm-up on one second
+        points = []
+        for x, rate in clips.values():
+            points.append(measure(runner, x, rate, kbps, "all", False, set()))
+            bar.update(1)
+        enc, dec = sum(p["encoding_time"] for p in points), sum(p["decoding_time"] for p in points)
+        rows.append({"codec": name, "device": dev, "kbps": 8 * sum(p["bytes"] for p in points) / total / 1000,
+                     "si-sdr": sum(p["si-sdr"] for p in points) / len(points),
+                     "mel-distance": sum(p["mel-distance"] for p in points) / len(points), "encode_s": enc,
+                     "decode_s": dec, "encode_realtime": total / enc, "decode_realtime": total / dec})
+    bar.close()
+    _add_ratios(rows, anchor, ("encode_realtime", "decode_realtime"))
+    return {"machine": machine(), "modality": "audio", "files": list(clips), "seconds": total, "target_kbps": kbps,
+            "anchor": anchor, "codecs": rows}
+
+
+def _num(v: float | None, unit: str = "") -> str:
+    """Three significant digits (thousands written out) and ``unit``; '-' for a missing value."""
+    if v is None:
+        return "-"
+    return (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}") + unit
+
+
+def _md_table(header: list[str], rows: list[list[str]], text_columns: int) -> list[str]:
+    """Markdown table lines: the first ``text_columns`` left-aligned, the numbers right-aligned."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * text_columns + "---:|" * (len(header) - text_columns),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def format_video_report(report: dict) -> str:
+    """Markdown table of a :func:`bench_video` report."""
+    lines = [f"machine: {json.dumps(report['machine'])}",
+             (f"{report['clip']}: {report['frames']} frames {report['width']}x{report['height']} at "
+              f"{report['fps']:g} fps; NeRV/HNeRV fitted for {report['epochs']} epochs (timing only; their encode x "
+              f"real time is projected to a {report['full_epochs']}-epoch fit); classical codecs at the middle CRF of "
+              f"`ncodec eval video`; decode speeds are the fastest of {report['repeats']} runs."), ""]
+    rows = []
+    for r in report["codecs"]:
+        per_frame = r.get("s_per_epoch_per_frame")
+        rows.append([r["codec"], r["device"], r["setting"], _num(r.get("s_per_epoch")),
+                     _num(per_frame and 1000 * per_frame), _num(r["encode_realtime"], "x"), _num(r["decode_fps"]),
+                     _num(r["decode_realtime"], "x"), _num(r.get("decode_fps_vs_anchor"), "x")])
+    lines += _md_table(["codec", "device", "setting", "encode s/epoch", "ms/epoch/frame", "encode x real time",
+                        "decode fps", "decode x real time", f"decode fps vs {report['anchor']}"], rows, 3)
+    return "\n".join(lines)
+
+
+def format_audio_report(report: dict) -> str:
+    """Markdown table of a :func:`bench_audio` report."""
+    lines = [f"machine: {json.dumps(report['machine'])}",
+             (f"{len(report['files'])} file(s), {report['seconds']:.1f} s of audio ({', '.join(report['files'])}); "
+              f"target {report['target_kbps']:g} kbps."), ""]
+    rows = [[r["codec"], r["device"], f"{r['kbps']:.1f}", f"{r['si-sdr']:.2f}", _num(r["encode_realtime"], "x"),
+             _num(r["decode_realtime"], "x"), _num(r.get("encode_realtime_vs_anchor"), "x"),
+             _num(r.get("decode_realtime_vs_anchor"), "x")] for r in report["codecs"]]
+    lines += _md_table(["codec", "device", "kbps", "SI-SDR dB", "encode x real time", "decode x real time",
+                        f"encode speed vs {report['anchor']}", f"decode speed vs {report['anchor']}"], rows, 2)
     return "\n".join(lines)
