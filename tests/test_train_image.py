@@ -48,3 +48,26 @@ def test_distributed_training_on_gloo(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_fine_tune_keeps_densities_and_trains_only_the_quality_band(tmp_path):
+    """--init from a shipped model of the same architecture copies its densities too, and
+    --quality-range trains only that band: a level outside it keeps its density and gains."""
+    from ncodec.api import assets_dir
+    from ncodec.image.weights import load_weights
+
+    data = make_data(tmp_path / "data")
+    shipped = load_weights(assets_dir() / "image-factorized.safetensors").model.state_dict()
+    weights = tmp_path / "w.safetensors"
+    args = ["train", "image", "--arch", "factorized", "--data", str(data), "--out", str(tmp_path / "run"),
+            "--steps", "2", "--batch", "1", "--crop", "64", "--threads", "1",
+            "--init", str(assets_dir() / "image-factorized.safetensors"), "--export", str(weights)]
+    assert main(args + ["--quality-range", "3", "3"]) == 0
+    tuned = load_weights(weights).model.state_dict()
+    for name in ("priors.0.matrices.0", "priors.5.biases.2", "log_gain"):
+        assert name in tuned
+    assert torch.equal(tuned["priors.0.matrices.0"], shipped["priors.0.matrices.0"])
+    assert not torch.equal(tuned["priors.2.matrices.0"], shipped["priors.2.matrices.0"])
+    assert torch.equal(tuned["log_gain"][0], shipped["log_gain"][0])
+    assert not torch.equal(tuned["log_gain"][2], shipped["log_gain"][2])
+    assert main(args[:8] + ["--out", str(tmp_path / "bad"), "--quality-range", "5", "2"]) == 2

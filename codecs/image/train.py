@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import UsageError
 from .models import PRESETS, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -262,7 +263,7 @@ def train(opts: TrainOptions) -> Path:
     levels = config.levels
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
-        raise ValueError(f"--quality-range must lie within 1..{levels}")
+        raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
     started = time.monotonic()
     last_ckpt = started
 
