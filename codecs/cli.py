@@ -18,26 +18,77 @@ class _Parser(argparse.ArgumentParser):
 def _add_common(p):
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="where transforms run (default: cuda if present)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--jobs", "-j", type=int, default=None,
+                   help="folders: files coded in parallel (default: one per CPU core up to 4; 1 on a GPU)")
 
 
-def _batch(src: Path, dst: Path, wanted, work) -> int:
-    """Run ``work(file, dst)`` over the ``wanted`` files of folder ``src`` into folder ``dst``,
-    keep going past failures, exit non-zero if any failed."""
+def _default_jobs(device: str | None) -> int:
+    """Worker processes for a folder: one per core on the CPU (at most 4: each holds a model),
+    one on a GPU."""
+    import os
+
+    import torch
+
+    if device == "cuda" or (device is None and torch.cuda.is_available()):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def _init_worker(threads: int) -> None:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TF32.*")
+
+
+def _batch(src: Path, dst: Path, wanted, task, jobs: int | None, device: str | None) -> int:
+    """Run ``task(file, dst)`` (picklable; returns the line to print) over the ``wanted`` files of
+    folder ``src`` into folder ``dst`` in ``jobs`` processes, keep going past failures, exit
+    non-zero if any failed."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
     if dst.exists() and not dst.is_dir():
         raise UsageError(f"{dst} must be a folder when the input is a folder")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     dst.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in src.iterdir() if p.is_file() and wanted(p))
     if not files:
         raise UsageError(f"no suitable files in {src}")
-    from tqdm import tqdm
-
+    jobs = min(jobs or _default_jobs(device), len(files))
     failed = 0
-    for f in tqdm(files, desc="files", unit="file", file=sys.stderr):
+    bar = tqdm(total=len(files), desc="files", unit="file", file=sys.stderr)
+
+    def finish(f: Path, run) -> None:
+        nonlocal failed
         try:
-            work(f, dst)
+            tqdm.write(run())
         except NcodecError as exc:
             failed += 1
             tqdm.write(f"ncodec: {f}: {exc}", file=sys.stderr)
+        bar.update(1)
+
+    if jobs == 1:
+        for f in files:
+            finish(f, lambda: task(f, dst))
+    else:   # spawn, not fork: forking a process whose torch thread pools run can deadlock
+        threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(threads,))
+        try:
+            futures = {pool.submit(task, f, dst): f for f in files}
+            for fut in as_completed(futures):
+                finish(futures[fut], fut.result)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    bar.close()
     print(f"{len(files) - failed} of {len(files)} files done, {failed} failed")
     return 3 if failed else 0
 
@@ -47,36 +98,49 @@ def _encode_options(a) -> dict:
     return {dest: getattr(a, dest) for dest in a.option_dests if getattr(a, dest) is not None}
 
 
+def _encode_task(i: Path, o: Path, options: dict, into_folder: bool = False) -> str:
+    """Encode one file into ``o`` (``into_folder``: into ``o/<stem>.ncz``); the line to print."""
+    from . import api
+
+    if into_folder:
+        o = o / (i.stem + ".ncz")
+    return f"{i} -> {o}: {api.encode_file(i, o, **options)['summary']}"
+
+
+def _decode_task(i: Path, o: Path, options: dict, into_folder: bool = False) -> str:
+    """Decode one stream into ``o`` (``into_folder``: into folder ``o``, the stream's modality
+    picking the file name); the line to print."""
+    from . import api
+
+    out, summary = api.decode_file(i, None if into_folder else o, folder=o if into_folder else None, **options)
+    return f"{i} -> {out}: {summary}"
+
+
 def cmd_encode(a) -> int:
+    from functools import partial
+
     from . import api
 
     src, dst = Path(a.input), Path(a.output)
-    options = _encode_options(a)
-
-    def one(i, o):
-        r = api.encode_file(i, o, codec=a.model, quality=a.quality, device=a.device, force=a.force, **dict(options))
-        print(f"{i} -> {o}: {r['summary']}")
-
+    options = dict(codec=a.model, quality=a.quality, device=a.device, force=a.force, **_encode_options(a))
     single = not src.is_dir() or dst.suffix.lower() == ".ncz"   # a folder of video frames into one stream
     if single:
-        one(src, dst)
+        print(_encode_task(src, dst, options))
         return 0
     apps = [api.app_for_input(src, a.model)] if a.model else list(api.apps().values())
-    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), lambda f, d: one(f, d / (f.stem + ".ncz")))
+    task = partial(_encode_task, options=options, into_folder=True)
+    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs, a.device)
 
 
 def cmd_decode(a) -> int:
-    from . import api
+    from functools import partial
 
     src, dst = Path(a.input), Path(a.output)
-
-    def one(i, o=None, folder=None):
-        out, summary = api.decode_file(i, o, device=a.device, force=a.force, folder=folder)
-        print(f"{i} -> {out}: {summary}")
-
+    options = dict(device=a.device, force=a.force)
     if src.is_dir():   # each stream read once; its modality picks the output suffix
-        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", lambda f, d: one(f, folder=d))
-    one(src, dst)
+        task = partial(_decode_task, options=options, into_folder=True)
+        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs, a.device)
+    print(_decode_task(src, dst, options))
     return 0
 
 

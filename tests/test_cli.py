@@ -56,7 +56,13 @@ def test_batch_keeps_going(tmp_path, capsys):
     write_png(src / "a.png")
     write_png(src / "b.png", 20, 30)
     (src / "c.png").write_bytes(b"broken")
-    assert main(["encode", str(src), str(tmp_path / "out")]) == 3
+    assert main(["encode", str(src), str(tmp_path / "out"), "--jobs", "2"]) == 3     # two worker processes
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.ncz", "b.ncz"]
-    assert main(["decode", str(tmp_path / "out"), str(tmp_path / "png")]) == 0
+    assert main(["encode", str(src), str(tmp_path / "serial"), "--jobs", "1"]) == 3
+    for name in ("a.ncz", "b.ncz"):                                                   # same bytes either way
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+    assert main(["decode", str(tmp_path / "out"), str(tmp_path / "png"), "--jobs", "2"]) == 0
     assert len(list((tmp_path / "png").iterdir())) == 2
+    out = capsys.readouterr()
+    assert "c.png" in out.err and "2 of 3 files done, 1 failed" in out.out
+    assert main(["encode", str(src), str(tmp_path / "out2"), "--jobs", "0"]) == 2
