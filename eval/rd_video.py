@@ -149,6 +149,15 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     unknown = [c for c in codecs if c not in NCODEC_CODECS and c not in CLASSICAL]
     if unknown:
         raise ValueError(f"unknown video codec {unknown[0]!r}: use {', '.join(NCODEC_CODECS + tuple(CLASSICAL))}")
+    made = [c for c in codecs if c in CLASSICAL] + [f"{c}-{b}bit" + (f"-qat{qat_epochs}" if qat_epochs else "")
+                                                    for c in codecs if c in NCODEC_CODECS for b in bits]
+    if huffman:
+        made += [f"{c}-8bit" for c in codecs if c in NCODEC_CODECS]
+        made += [f"{m}-huffman" for m in made if m not in CLASSICAL]
+    if anchor is not None and anchor not in made:     # refuse before hours of fitting, not after
+        raise ValueError(f"anchor {anchor!r} is not among this sweep's curves: {', '.join(made)}")
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     video = read_video(clip, max_frames=max_frames, crop=crop)
     if resize:
         video = resize_video(video, resize)
@@ -188,7 +197,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
             desc = f"ncodec {name}: {epochs} epochs, sizes {', '.join(sizes)}; {where}"
         curves[name] = _write_curve(out_dir, name, desc, pts)
     summary = {"frames": t, "width": w, "height": h, "curves": curves, "bdrate": []}
-    if anchor is not None and anchor in curves:
+    if anchor is not None:
         summary["bdrate"] = bd_table(curves, anchor)
         write_bd_table(summary["bdrate"], anchor, out_dir)
     if entropy:

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from ncodec.eval.rd_video import classical_point, huffman_bits, huffman_report, run_video_eval
@@ -36,11 +37,14 @@ def test_sweep_writes_curves_tables_and_plot(tmp_path):
     torch.set_num_threads(1)
     src = tmp_path / "clip"
     write_video(src, Video(synthetic_clip(4, 32, 48), 25))
+    with pytest.raises(ValueError, match="anchor"):      # refused before any fitting
+        run_video_eval(src, ["nerv", "libx264"], tmp_path / "out", ["10k"], [8], epochs=2, anchor="libx265")
     summary = run_video_eval(src, ["nerv", "libx264"], tmp_path / "out", ["10k", "16k"], [8], epochs=2,
-                             huffman=True, progress=False)
+                             huffman=True, progress=False, checkpoint_dir=tmp_path / "new" / "ckpt")
     out = tmp_path / "out"
     for name in ("nerv-8bit", "nerv-8bit-huffman", "libx264"):
         doc = json.loads((out / f"{name}.json").read_text())
         assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"]) and "psnr-y" in doc["results"]
     assert (out / "bdrate.md").exists() and (out / "entropy.md").exists() and (out / "rd.png").stat().st_size > 0
     assert summary["frames"] == 4
+    assert len(list((tmp_path / "new" / "ckpt").iterdir())) == 2    # the folder is made; one checkpoint per fit
