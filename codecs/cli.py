@@ -19,19 +19,8 @@ def _add_common(p):
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="where transforms run (default: cuda if present)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--jobs", "-j", type=int, default=None,
-                   help="folders: files coded in parallel (default: one per CPU core up to 4; 1 on a GPU)")
-
-
-def _default_jobs(device: str | None) -> int:
-    """Worker processes for a folder: one per core on the CPU (at most 4: each holds a model),
-    one on a GPU."""
-    import os
-
-    import torch
-
-    if device == "cuda" or (device is None and torch.cuda.is_available()):
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), 4))
+                   help="folders: files coded in N worker processes (default 1, which already uses every "
+                        "core through torch's threads; more pays on many-core machines)")
 
 
 def _init_worker(threads: int) -> None:
@@ -44,7 +33,7 @@ def _init_worker(threads: int) -> None:
     warnings.filterwarnings("ignore", message=".*TF32.*")
 
 
-def _batch(src: Path, dst: Path, wanted, task, jobs: int | None, device: str | None) -> int:
+def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
     """Run ``task(file, dst)`` (picklable; returns the line to print) over the ``wanted`` files of
     folder ``src`` into folder ``dst`` in ``jobs`` processes, keep going past failures, exit
     non-zero if any failed."""
@@ -62,7 +51,7 @@ def _batch(src: Path, dst: Path, wanted, task, jobs: int | None, device: str | N
     files = sorted(p for p in src.iterdir() if p.is_file() and wanted(p))
     if not files:
         raise UsageError(f"no suitable files in {src}")
-    jobs = min(jobs or _default_jobs(device), len(files))
+    jobs = min(jobs or 1, len(files))
     failed = 0
     bar = tqdm(total=len(files), desc="files", unit="file", file=sys.stderr)
 
@@ -129,7 +118,7 @@ def cmd_encode(a) -> int:
         return 0
     apps = [api.app_for_input(src, a.model)] if a.model else list(api.apps().values())
     task = partial(_encode_task, options=options, into_folder=True)
-    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs, a.device)
+    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs)
 
 
 def cmd_decode(a) -> int:
@@ -139,7 +128,7 @@ def cmd_decode(a) -> int:
     options = dict(device=a.device, force=a.force)
     if src.is_dir():   # each stream read once; its modality picks the output suffix
         task = partial(_decode_task, options=options, into_folder=True)
-        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs, a.device)
+        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs)
     print(_decode_task(src, dst, options))
     return 0
 
