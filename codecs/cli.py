@@ -23,14 +23,19 @@ def _add_common(p):
                         "core through torch's threads; more pays on many-core machines)")
 
 
-def _init_worker(threads: int) -> None:
+def _quiet_warnings() -> None:
+    """Library warnings that mean nothing to a command-line user."""
     import warnings
 
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TF32.*")
+
+
+def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*TF32.*")
+    _quiet_warnings()
 
 
 def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
@@ -335,10 +340,7 @@ def cmd_plot(a) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``ncodec`` command; returns the exit code."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*TF32.*")
+    _quiet_warnings()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

@@ -136,6 +136,11 @@ def _write_curve(out_dir: Path, name: str, description: str, points: list[dict])
     return results
 
 
+def _curve_name(codec: str, bits: int, qat_epochs: int) -> str:
+    """Name of a NeRV/HNeRV curve (and of its JSON file): codec, bit depth, fine-tuning."""
+    return f"{codec}-{bits}bit" + (f"-qat{qat_epochs}" if qat_epochs else "")
+
+
 def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str], bits: list[int], epochs: int,
                    qat_epochs: int = 0, huffman: bool = False, max_frames: int | None = None,
                    crop: tuple[int, int] | None = None, resize: tuple[int, int] | None = None,
@@ -149,13 +154,15 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     unknown = [c for c in codecs if c not in NCODEC_CODECS and c not in CLASSICAL]
     if unknown:
         raise ValueError(f"unknown video codec {unknown[0]!r}: use {', '.join(NCODEC_CODECS + tuple(CLASSICAL))}")
-    made = [c for c in codecs if c in CLASSICAL] + [f"{c}-{b}bit" + (f"-qat{qat_epochs}" if qat_epochs else "")
-                                                    for c in codecs if c in NCODEC_CODECS for b in bits]
-    if huffman:
-        made += [f"{c}-8bit" for c in codecs if c in NCODEC_CODECS]
-        made += [f"{m}-huffman" for m in made if m not in CLASSICAL]
+    jobs = [(c, s, b, qat_epochs) for c in codecs if c in NCODEC_CODECS for s in sizes for b in bits]
+    if huffman:     # the baseline: the same networks at 8 bits without fine-tuning, coded both ways
+        jobs = [(c, s, 8, 0) for c in codecs if c in NCODEC_CODECS for s in sizes
+                if (c, s, 8, 0) not in jobs] + jobs
+    fitted = list(dict.fromkeys(_curve_name(c, b, q) for c, _, b, q in jobs))
+    made = [c for c in codecs if c in CLASSICAL] + fitted + ([f"{n}-huffman" for n in fitted] if huffman else [])
     if anchor is not None and anchor not in made:     # refuse before hours of fitting, not after
         raise ValueError(f"anchor {anchor!r} is not among this sweep's curves: {', '.join(made)}")
+    jobs += [(c, crf, None, 0) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     video = read_video(clip, max_frames=max_frames, crop=crop)
@@ -163,11 +170,6 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
         video = resize_video(video, resize)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(c, s, b, qat_epochs) for c in codecs if c in NCODEC_CODECS for s in sizes for b in bits]
-    if huffman:     # the baseline: the same networks at 8 bits without fine-tuning, coded both ways
-        jobs = [(c, s, 8, 0) for c in codecs if c in NCODEC_CODECS for s in sizes
-                if (c, s, 8, 0) not in jobs] + jobs
-    jobs += [(c, crf, None, 0) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
     curves, points, entropy = {}, {}, []
     bar = tqdm(jobs, unit="point", disable=not progress)
     for name, setting, b, qat in bar:
@@ -180,7 +182,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
         if checkpoint_dir is not None:
             options["checkpoint"] = str(Path(checkpoint_dir) / f"{Path(clip).stem}-{name}-{setting}-e{epochs}.pt")
         point, data = ncodec_point(ncodec.load_codec(name, device), video, options)
-        curve = f"{name}-{b}bit" + (f"-qat{qat}" if qat else "")
+        curve = _curve_name(name, b, qat)
         points.setdefault(curve, []).append(point)
         if huffman:
             report = huffman_report(data)

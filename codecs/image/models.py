@@ -138,6 +138,12 @@ def rounding_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return r, r
 
 
+def noise_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive noise for both (how the hyper-latent z is trained, as in CompressAI)."""
+    n = v + torch.empty_like(v).uniform_(-0.5, 0.5)
+    return n, n
+
+
 def bottleneck_likelihood(bottleneck: EntropyBottleneck, values: torch.Tensor) -> torch.Tensor:
     """Likelihoods of given (B, C, H, W) values under a CompressAI ``EntropyBottleneck``,
     differentiable in the values (its own forward rounds without a gradient outside training)."""
@@ -201,15 +207,12 @@ class ImageModel(nn.Module):
         """z likelihoods and the hyper-synthesis output (float32, outside autocast).  Training
         feeds the noisy z to the hyper synthesis (as CompressAI does); a given quantizer
         replaces the rounding of z too."""
+        quantizer = quantizer or (noise_quantizer if self.training else rounding_quantizer)
         z = self.h_a(y)
         with torch.autocast(device_type=y.device.type, enabled=False):
-            if quantizer is None:
-                z_hat, z_lik = self.z_prior(z.float())
-            else:
-                medians = self.z_prior._get_medians().detach()
-                z_rate, z_hat = quantizer(z.float() - medians)
-                z_lik, z_hat = bottleneck_likelihood(self.z_prior, z_rate + medians), z_hat + medians
-            return z_lik, self.h_s(z_hat)
+            medians = self.z_prior._get_medians().detach()
+            z_rate, z_hat = quantizer(z.float() - medians)
+            return bottleneck_likelihood(self.z_prior, z_rate + medians), self.h_s(z_hat + medians)
 
     def aux_loss(self) -> torch.Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
@@ -241,10 +244,10 @@ class FactorizedModel(ImageModel):
         for lv in level.unique().tolist():
             sel = level == lv
             medians = self.priors[lv]._get_medians().detach()
-            y_rate, y_hat[sel] = quantizer(y[sel] - medians)
+            v_rate, v_hat = quantizer(y[sel] - medians)
             with torch.autocast(device_type=y.device.type, enabled=False):
-                likelihoods[sel] = bottleneck_likelihood(self.priors[lv], y_rate + medians)
-            y_hat[sel] += medians
+                likelihoods[sel] = bottleneck_likelihood(self.priors[lv], v_rate + medians)
+            y_hat[sel] = v_hat + medians
         x_hat = self.g_s(y_hat * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [likelihoods]}
 
