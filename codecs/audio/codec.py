@@ -35,7 +35,6 @@ RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
 HEADER_BYTES = 64           # container header estimate charged to the first chunk's budget
 CHUNK_FIELD_BYTES = 8       # per-chunk list entries (q, zl, yl)
 MAX_SEARCH = 8
-NOISE_FILL = 0.25           # energy fraction restored in coefficients coded as zero (0 = pure MSE decoding)
 
 
 def _secant(size, budget: float, q: float, top: float) -> float:
@@ -126,7 +125,8 @@ class AudioCodec:
     modality = "audio"
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
-                 chunk_frames: int = CHUNK_FRAMES, noise_fill: float = NOISE_FILL):
+                 chunk_frames: int = CHUNK_FRAMES, noise_fill: float | None = None):
+        """``noise_fill`` overrides the model config's zero-bin noise fill (0 = pure MSE decoding)."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
@@ -323,20 +323,8 @@ class AudioCodec:
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
-            y_rec = torch.where(y_hat == 0, self._noise_fill(log_scale, seed), self.model.dequantize(y_hat, log_scale))
+            y_rec = self.model.reconstruct(y_hat, log_scale, self.noise_fill, torch.Generator().manual_seed(seed))
             return imdct(y_rec / gain, self.hop).cpu().numpy()
-
-    def _noise_fill(self, log_scale: torch.Tensor, seed: int) -> torch.Tensor:
-        """Random-sign values for the coefficients coded as 0, with ``noise_fill`` times the energy a
-        Gaussian of the coded scale has inside the zero bin (|y| < 1/2): this restores the level of
-        quiet bands (what mel distances and listeners notice) at a bounded cost in MSE."""
-        sigma = torch.exp(log_scale.double())
-        a = 0.5 / sigma
-        inside = (2 * torch.special.ndtr(a) - 1).clamp_min(1e-300)
-        var = sigma**2 * (1 - 2 * a * torch.exp(-0.5 * a**2) / math.sqrt(2 * math.pi) / inside)
-        gen = torch.Generator().manual_seed(seed)
-        sign = torch.randint(0, 2, log_scale.shape, generator=gen).to(log_scale.device) * 2 - 1
-        return (sign * torch.sqrt(self.noise_fill * var.clamp_min(0))).float()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""

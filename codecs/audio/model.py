@@ -42,6 +42,8 @@ class AudioModelConfig:
     context: int = 16            # width of the frame-parity context net
     scale_levels: int = 96       # Gaussian scale grid of the coder
     scale_max: float = 1024.0
+    noise_fill: float = 0.25     # energy fraction restored in coefficients coded as zero (0 = pure MSE decoding)
+    fill_width: int = 0          # width of the learned noise-fill shaper (0 = the fixed fraction everywhere)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -59,6 +61,19 @@ class AudioModelConfig:
 
 
 SCALE_MIN = 0.11
+
+
+def zero_bin_fill(log_scale: torch.Tensor, fraction, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random-sign values for coefficients coded as 0, with ``fraction`` times the energy a Gaussian
+    of scale ``exp(log_scale)`` has inside the zero bin (|y| < 1/2): this restores the level of
+    quiet bands (what mel distances and listeners notice) at a bounded cost in MSE.  ``fraction``
+    is a number or a tensor (the learned shaper's); the fill does not train the scales."""
+    sigma = torch.exp(log_scale.detach().double())
+    a = 0.5 / sigma
+    inside = (2 * torch.special.ndtr(a) - 1).clamp_min(1e-300)
+    var = sigma**2 * (1 - 2 * a * torch.exp(-0.5 * a**2) / math.sqrt(2 * math.pi) / inside)
+    sign = torch.randint(0, 2, log_scale.shape, generator=generator).to(log_scale.device) * 2 - 1
+    return sign.float() * torch.sqrt(var.clamp_min(0)).float() * fraction**0.5
 
 
 def log2_magnitude(k: torch.Tensor) -> torch.Tensor:
@@ -110,6 +125,16 @@ def dequantizer_net(width: int = 16) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(2, width, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(width, 1, 1))
 
 
+def fill_net(width: int) -> nn.Sequential:
+    """(log2 magnitude, log-scale) over 5 neighbouring bins -> log4 of the noise-fill fraction's
+    factor (zero-initialised output: the fixed fraction until trained).  Decoder only, float."""
+    net = nn.Sequential(nn.Conv2d(2, width, (5, 1), padding=(2, 0)), nn.LeakyReLU(inplace=True),
+                        nn.Conv2d(width, 1, 1))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
 def to_grid(t: torch.Tensor) -> torch.Tensor:
     """(B, bins, 1, T) -> (B, 1, bins, T): bins become an image axis for the 2-D nets."""
     return t.transpose(1, 2)
@@ -117,6 +142,11 @@ def to_grid(t: torch.Tensor) -> torch.Tensor:
 
 def from_grid(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2)
+
+
+def _symbol_features(y_hat: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """(B, 2, bins, T): log2 magnitudes and log-scales of the decoded symbols, for the decoder nets."""
+    return torch.cat([to_grid(log2_magnitude(y_hat)), to_grid(log_scale)], dim=1)
 
 
 def context_inputs(hyper_odd: torch.Tensor, even_magnitudes: torch.Tensor) -> torch.Tensor:
@@ -145,6 +175,7 @@ class AudioModel(nn.Module):
             self.z_prior = EntropyBottleneck(c.z_channels)
         self.context = context_net(c.context)
         self.dequantizer = dequantizer_net()
+        self.fill = fill_net(c.fill_width) if c.fill_width else None
 
     def gains(self, quality: torch.Tensor) -> torch.Tensor:
         """Per-item gains (B, bins, 1, 1) for qualities in [0, levels - 1] (geometric interpolation)."""
@@ -156,9 +187,21 @@ class AudioModel(nn.Module):
 
     def dequantize(self, y_hat: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         """Symbols (float, any device) -> reconstruction in the gain domain."""
-        features = torch.cat([to_grid(log2_magnitude(y_hat)), to_grid(log_scale)], dim=1)
-        shrink = 0.5 * torch.sigmoid(from_grid(self.dequantizer(features)))
+        shrink = 0.5 * torch.sigmoid(from_grid(self.dequantizer(_symbol_features(y_hat, log_scale))))
         return y_hat - torch.sign(y_hat) * shrink
+
+    def reconstruct(self, y_hat: torch.Tensor, log_scale: torch.Tensor, noise_fill: float | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoded coefficients in the gain domain: non-zero symbols dequantized, zeros noise-filled
+        (``noise_fill`` defaults to the config's).  Training and the decoder both go through here."""
+        fill = self.config.noise_fill if noise_fill is None else noise_fill
+        deq = self.dequantize(y_hat, log_scale).float()
+        if not fill:
+            return deq
+        if self.fill is not None:
+            shaper = self.fill(_symbol_features(y_hat, log_scale.detach())).float()
+            fill = fill * 4.0 ** torch.tanh(from_grid(shaper))
+        return torch.where(y_hat == 0, zero_bin_fill(log_scale, fill, generator), deq)
 
     def log_scales(self, hyper: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
         """Final log-scales: hyper only for even frames, hyper + context for odd frames."""
@@ -180,7 +223,7 @@ class AudioModel(nn.Module):
         log_scale = self.log_scales(hyper, y_hat).float()
         scale = torch.exp(log_scale.clamp(max=math.log(self.config.scale_max)))
         y_lik = gaussian_likelihood(y_rate, scale.clamp_min(SCALE_MIN))
-        coefs_hat = self.dequantize(y_hat, log_scale).float() / gain
+        coefs_hat = self.reconstruct(y_hat, log_scale) / gain
         return {"coefs_hat": coefs_hat, "likelihoods": [y_lik, z_lik]}
 
     def aux_loss(self) -> torch.Tensor:

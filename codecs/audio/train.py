@@ -3,10 +3,16 @@
 The MDCT is fixed, so the corpus is transformed once (mono files as they are, stereo files
 as mid and side, every file at two frame alignments) and training draws random crops of
 frames from it, with random gain (-24..+6 dB) and polarity.  One random quality per crop
-(gain units make one model cover every rate); loss = lambda(q) * MSE + bits per sample,
-with MSE in the orthonormal MDCT domain (= waveform MSE).  Files named in ``--exclude``
-(the evaluation set) are never read.  Checkpoints are written atomically; rerunning with
-the same ``--out`` resumes.  ``--export`` writes the safetensors weights at the end.
+(gain units make one model cover every rate); loss = lambda(q) * MSE + bits per sample +
+``--mel-weight`` * mel, with MSE in the orthonormal MDCT domain (= waveform MSE) and mel the
+multi-resolution log-mel L1 (:mod:`.mel`, the eval's mel distance) between the inverse MDCTs
+of the crop and of its reconstruction, both resampled to the crop's source rate (as the
+decoder restores it).  The reconstruction is the decoder's (:meth:`AudioModel.reconstruct`,
+noise fill included), so the learned noise-fill shaper (``--fill-width``) trains on it.
+``--init`` warm-starts from a safetensors weights file (its config, with ``--noise-fill`` /
+``--fill-width`` applied).  Files named in ``--exclude`` (the evaluation set) are never read.
+Checkpoints are written atomically; rerunning with the same ``--out`` resumes.  ``--export``
+writes the safetensors weights at the end.
 """
 from __future__ import annotations
 
@@ -17,12 +23,15 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torchaudio
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .io import READ_SUFFIXES, read_audio
-from .mdct import frame_count, mdct
+from .io import READ_SUFFIXES, AudioReader
+from .mdct import frame_count, imdct, mdct
+from .mel import log_mel_l1
 from .model import AudioModel, AudioModelConfig
 
 # Held out for evaluation (assets/audio/ figures); never trained on.
@@ -39,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; 20 ms each)")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--mel-weight", type=float, default=2.0,
+                   help="weight of the multi-resolution log-mel L1 in the loss (0 = MSE and rate only)")
+    p.add_argument("--init", default=None, help="warm start from a safetensors weights file (e.g. the shipped one)")
+    p.add_argument("--noise-fill", type=float, default=None,
+                   help="zero-bin noise-fill energy fraction (default: --init's, else 0.25)")
+    p.add_argument("--fill-width", type=int, default=None,
+                   help="width of the learned noise-fill shaper, 0 = none (default: --init's if it has one, else 16)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
     p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
     p.add_argument("--export", default=None, help="write safetensors weights here at the end")
@@ -58,10 +74,11 @@ class FrameCorpus:
                        and p.name not in exclude)
         if not files:
             raise ValueError(f"no training audio under {folder}")
-        self.signals: dict[str, list[torch.Tensor]] = {}
+        self.signals: dict[str, list[tuple[torch.Tensor, int]]] = {}
         for path in tqdm(files, desc="transforming corpus", unit="file", leave=False):
-            x, _ = read_audio(path, rate)
-            x = torch.from_numpy(x)
+            reader = AudioReader(path, rate)
+            x = torch.from_numpy(np.concatenate(list(reader), axis=1))
+            source_rate = min(reader.rate, rate)
             chans = [x[0]] if len(x) == 1 else [x.mean(0), (x[0] - x[1]) / 2]
             category = path.relative_to(folder).parts[0] if len(path.relative_to(folder).parts) > 1 else "other"
             for c in chans:
@@ -69,26 +86,43 @@ class FrameCorpus:
                     s = c[shift:]
                     t = frame_count(len(s), hop)
                     padded = torch.nn.functional.pad(s, (hop, (t + 1) * hop - len(s) - hop))
-                    self.signals.setdefault(category, []).append(mdct(padded[None], hop)[0, :, 0].float())
+                    self.signals.setdefault(category, []).append((mdct(padded[None], hop)[0, :, 0].float(), source_rate))
         self.categories = [c for c in CATEGORY_WEIGHTS if c in self.signals] or list(self.signals)
         self.rng, self.files = rng, len(files)
 
-    def batch(self, n: int, frames: int) -> torch.Tensor:
-        out = torch.empty(n, self.signals[self.categories[0]][0].shape[0], 1, frames)
+    def batch(self, n: int, frames: int) -> tuple[torch.Tensor, list[int]]:
+        """``n`` random crops of ``frames`` frames and the source rate of each."""
+        out = torch.empty(n, self.signals[self.categories[0]][0][0].shape[0], 1, frames)
+        rates = []
         weights = [CATEGORY_WEIGHTS.get(c, 0.1) for c in self.categories]
         for i in range(n):
             pool = self.signals[self.rng.choices(self.categories, weights)[0]]
-            sig = self.rng.choices(pool, [s.shape[1] for s in pool])[0]
+            sig, source_rate = self.rng.choices(pool, [s.shape[1] for s, _ in pool])[0]
+            rates.append(source_rate)
             if sig.shape[1] < frames:
                 sig = torch.nn.functional.pad(sig, (0, frames - sig.shape[1]))
             start = self.rng.randrange(sig.shape[1] - frames + 1)
             gain = 10 ** (self.rng.uniform(-24, 6) / 20) * self.rng.choice((-1, 1))
             out[i, :, 0] = sig[:, start:start + frames] * gain
-        return out
+        return out, rates
 
 
-def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Tensor):
-    """Loss, mean bits per sample and mean SNR (dB) of one forward pass."""
+def mel_loss(coefs: torch.Tensor, coefs_hat: torch.Tensor, rates: list[int], config: AudioModelConfig) -> torch.Tensor:
+    """Batch mean of the log-mel L1 between the waveforms of ``coefs`` and ``coefs_hat`` (their
+    complete hops), each pair resampled to its source rate."""
+    hop = config.hop
+    x, y = (imdct(c, hop)[:, hop:-hop] for c in (coefs, coefs_hat))
+    total = x.new_zeros(())
+    for rate in sorted(set(rates)):
+        idx = torch.tensor([i for i, r in enumerate(rates) if r == rate])
+        xr, yr = (torchaudio.functional.resample(v[idx], config.sample_rate, rate) for v in (x, y))
+        total = total + log_mel_l1(xr, yr, rate) * len(idx)
+    return total / len(rates)
+
+
+def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Tensor, rates: list[int],
+            mel_weight: float):
+    """Loss, mean bits per sample, mean SNR (dB) and mel term of one forward pass."""
     count = coefs.shape[1] * coefs.shape[3]
     err = (out["coefs_hat"] - coefs).pow(2).mean(dim=(1, 2, 3))
     bits = sum(-torch.log2(lik).sum(dim=tuple(range(1, lik.dim()))) for lik in out["likelihoods"]) / count
@@ -96,9 +130,10 @@ def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Te
     q = quality.clamp(0, model.config.levels - 1)
     lo = q.floor().long().clamp(max=model.config.levels - 2)
     lam_q = torch.exp(lam[lo] + (lam[lo + 1] - lam[lo]) * (q - lo.float()))
-    loss = (lam_q * err + bits).mean()
+    mel = mel_loss(coefs, out["coefs_hat"], rates, model.config) if mel_weight else coefs.new_zeros(())
+    loss = (lam_q * err + bits).mean() + mel_weight * mel
     snr = 10 * torch.log10(coefs.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12) / err.clamp_min(1e-12))
-    return loss, bits.mean(), snr.mean()
+    return loss, bits.mean(), snr.mean(), mel
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -118,8 +153,17 @@ def run(args) -> int:
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    config = AudioModelConfig()
-    model = AudioModel(config).to(device)
+    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    if state is not None:
+        config = AudioModelConfig.from_dict(state["config"])
+        model = AudioModel(config)
+    else:
+        from .weights import training_model
+
+        overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width)) if v is not None}
+        model = training_model(Path(args.init) if args.init else None, **overrides)
+        config = model.config
+    model = model.to(device)
     named = dict(model.named_parameters())
     aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
     gain_params = [named["log_gain"]]
@@ -127,8 +171,7 @@ def run(args) -> int:
     optimizer = torch.optim.Adam([{"params": other, "scale": 1.0}, {"params": gain_params, "scale": 0.1}], lr=args.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
     step, elapsed_before = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
@@ -138,7 +181,7 @@ def run(args) -> int:
         print(f"resuming from step {step}")
     corpus = FrameCorpus(Path(args.data), set(args.exclude), config.hop, config.sample_rate, rng)
     print(f"corpus: {corpus.files} files, " + ", ".join(
-        f"{c} {sum(s.shape[1] for s in corpus.signals[c]) // 2} frames" for c in corpus.categories))
+        f"{c} {sum(s.shape[1] for s, _ in corpus.signals[c]) // 2} frames" for c in corpus.categories))
     started = last_ckpt = time.monotonic()
 
     def progress() -> float:
@@ -160,11 +203,12 @@ def run(args) -> int:
             lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
-            coefs = corpus.batch(args.batch, args.frames).to(device)
+            coefs, rates = corpus.batch(args.batch, args.frames)
+            coefs = coefs.to(device)
             quality = torch.rand(args.batch, device=device) * (config.levels - 1)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
                 out = model(coefs, quality)
-            loss, bits, snr = rd_loss(model, out, coefs, quality)
+            loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(other + gain_params, 1.0)
@@ -178,8 +222,8 @@ def run(args) -> int:
             if step % 20 == 0:
                 kbps = bits.item() * config.sample_rate / 1000
                 stats = {"step": step, "loss": round(loss.item(), 4), "kbps": round(kbps, 2),
-                         "snr": round(snr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
-                bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"])
+                         "snr": round(snr.item(), 2), "mel": round(mel.item(), 4), "aux": round(aux.item(), 1), "lr": lr}
+                bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"], mel=stats["mel"])
                 if step % 200 == 0:
                     log.write(json.dumps(stats) + "\n")
                     log.flush()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..entropy import FactorizedPrior
 from ..errors import ModelMismatchError
-from ..weightsfile import model_tensors, prior_tensors, read_prior, read_weights, write_weights
+from ..weightsfile import _RANS_BUFFERS, model_tensors, prior_tensors, read_prior, read_weights, write_weights
 from .model import AudioModel, AudioModelConfig
 
 FORMAT = "ncodec-audio-model/1"
@@ -43,3 +43,19 @@ def load_weights(path: Path) -> LoadedWeights:
         raise ModelMismatchError(f"{path} does not fit the audio model (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")
     return LoadedWeights(model.eval(), read_prior(f.tensors, PRIOR), f.digest, f.extra)
+
+
+def training_model(init: Path | None = None, **overrides) -> AudioModel:
+    """A trainable model (with its z density): fresh, or warm-started from weights file ``init``
+    (its config, updated by ``overrides``; a learned noise-fill shaper the file lacks starts neutral)."""
+    if init is None:
+        return AudioModel(AudioModelConfig(**{"fill_width": 16, **overrides}))
+    f = read_weights(init, FORMAT, "audio model")
+    model = AudioModel(AudioModelConfig.from_dict({**f.config, "fill_width": f.config.get("fill_width") or 16,
+                                                   **overrides}))
+    missing, unexpected = model.load_state_dict(f.state(), strict=False)
+    missing = [k for k in missing if not k.startswith("fill.") and not any(b in k for b in _RANS_BUFFERS)]
+    if missing or unexpected:
+        raise ModelMismatchError(f"{init} does not fit the audio model (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]})")
+    return model
