@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--limit", type=int, default=None, help="use only the first N images")
     img.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="transform precision")
     img.add_argument("--compressai", action="store_true", help="also run the same models through CompressAI's own path")
+    img.add_argument("--classical", default=None,
+                     help="Pillow codecs timed at the first model's bpp (default avif,webp; 'none' for none)")
     vid = b.add_argument_group("video options")
     vid.add_argument("--size", default=None, help="NeRV/HNeRV model size (default 0.1M)")
     vid.add_argument("--epochs", type=int, default=None, help="fit epochs timed (default 3)")
@@ -290,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ncodec bench: the options that belong to one modality only (dest -> modality)
-BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compressai": "image",
+BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compressai": "image", "classical": "image",
                  "size": "video", "epochs": "video", "max_frames": "video", "kbps": "audio", "seconds": "audio"}
 
 
@@ -314,6 +316,13 @@ def cmd_bench(a) -> int:
     if a.modality == "image":
         if not src.is_dir():
             raise UsageError(f"{src} is not a folder")
+        if "classical" in options:
+            from .eval.classical import CLASSICAL_CODECS
+
+            options["classical"] = [c for c in options["classical"].split(",") if c and c != "none"]
+            unknown = [c for c in options["classical"] if c not in CLASSICAL_CODECS]
+            if unknown:
+                raise UsageError(f"unknown classical codec {unknown[0]!r}; known: {', '.join(CLASSICAL_CODECS)}")
         report = bench.bench_image(src, device=a.device or "cpu", **options)
         text = bench.format_report(report)
     else:

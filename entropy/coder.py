@@ -16,6 +16,9 @@ table, then its escapes), so the coder's working memory stays bounded whatever t
 """
 from __future__ import annotations
 
+import functools
+import time
+
 import numpy as np
 import constriction
 
@@ -30,6 +33,27 @@ CHUNK = 1 << 22
 
 class EntropyCodingError(ValueError):
     """The compressed symbols are inconsistent with the tables (corrupt or foreign data)."""
+
+
+_coder_seconds = 0.0
+
+
+def coder_seconds() -> float:
+    """Wall time this process has spent inside the range coder so far (encode, finish, decode):
+    the difference across a call splits its entropy time into parameters and coding."""
+    return _coder_seconds
+
+
+def _timed(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        global _coder_seconds
+        t0 = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _coder_seconds += time.perf_counter() - t0
+    return wrapper
 
 
 class _Models:
@@ -70,6 +94,7 @@ class SymbolEncoder:
     def __init__(self):
         self._enc = constriction.stream.queue.RangeEncoder()
 
+    @_timed
     def encode(self, symbols: np.ndarray, table_index: np.ndarray, tables) -> None:
         """Code integer ``symbols`` (any shape) with the rows ``table_index`` (same shape)."""
         symbols = np.asarray(symbols).ravel()
@@ -101,6 +126,7 @@ class SymbolEncoder:
         if chunks:
             self._enc.encode(np.array(chunks, dtype=np.int32), _CHUNK_MODEL)
 
+    @_timed
     def finish(self) -> bytes:
         """The compressed bytes of everything encoded so far."""
         return self._enc.get_compressed().astype("<u4").tobytes()
@@ -124,6 +150,7 @@ class SymbolDecoder:
         except Exception as exc:
             raise EntropyCodingError(f"range decoder failed: {exc}") from None
 
+    @_timed
     def decode(self, table_index: np.ndarray, tables) -> np.ndarray:
         """Decode as many symbols as ``table_index`` has elements; returns them in its shape."""
         shape = np.shape(table_index)

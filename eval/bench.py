@@ -53,9 +53,8 @@ def _bench_compressai(net, images: dict, device: str) -> dict:
     pixels = enc_s = dec_s = nbytes = 0
     psnrs = []
     for img in images.values():
-        x = torch.from_numpy(img.copy()).to(device).permute(2, 0, 1)[None].float() / 255
+        x = _padded_tensor(img, device)
         h, w = img.shape[:2]
-        x = torch.nn.functional.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
         t0 = time.perf_counter()
         out = net.compress(x)
         t1 = time.perf_counter()
@@ -69,10 +68,94 @@ def _bench_compressai(net, images: dict, device: str) -> dict:
             "bpp": 8 * nbytes / pixels, "psnr": sum(psnrs) / len(psnrs)}
 
 
+def _padded_tensor(img, device: str) -> torch.Tensor:
+    from ncodec.image.codec import PAD
+
+    h, w = img.shape[:2]
+    x = torch.from_numpy(img.copy()).to(device).permute(2, 0, 1)[None].float() / 255
+    return torch.nn.functional.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
+
+
+def _timed(acc: dict, key: str, run):
+    t0 = time.perf_counter()
+    out = run()
+    acc[key] = acc.get(key, 0.0) + time.perf_counter() - t0
+    return out
+
+
+@torch.no_grad()
+def _bench_compressai_coder(net, images: dict, device: str) -> dict:
+    """CompressAI's entropy coders alone (``compress``/``decompress`` of its EntropyBottleneck and
+    GaussianConditional, rANS with its Python-side marshalling) on the latents of the same images,
+    and their coded size against the ideal -sum(log2 p) of the continuous model they code with."""
+    acc = {"symbols": 0, "coded_bits": 0, "ideal_bits": 0.0}
+    for img in images.values():
+        y = net.g_a(_padded_tensor(img, device))
+        eb = net.entropy_bottleneck
+        latents = [y] if not hasattr(net, "h_a") else [net.h_a(y)]
+        strings = _timed(acc, "enc_s", lambda: eb.compress(latents[0]))
+        hat = _timed(acc, "dec_s", lambda: eb.decompress(strings, latents[0].shape[-2:]))
+        acc["coded_bits"] += 8 * sum(map(len, strings))
+        acc["ideal_bits"] += float(-torch.log2(eb(latents[0], training=False)[1]).sum())
+        if hasattr(net, "h_a"):
+            gc = net.gaussian_conditional
+            scales, means = net.h_s(hat).chunk(2, dim=1)
+            indexes = gc.build_indexes(scales)
+            strings = _timed(acc, "enc_s", lambda: gc.compress(y, indexes, means=means))
+            _timed(acc, "dec_s", lambda: gc.decompress(strings, indexes, means=means))
+            acc["coded_bits"] += 8 * sum(map(len, strings))
+            acc["ideal_bits"] += float(-torch.log2(gc(y, scales, means, training=False)[1]).sum())
+            latents.append(y)
+        acc["symbols"] += sum(t.numel() for t in latents)
+    return _coder_summary(acc)
+
+
+def _coder_summary(acc: dict) -> dict:
+    return {"encode_Msym_per_s": acc["symbols"] / 1e6 / acc["enc_s"], "decode_Msym_per_s": acc["symbols"] / 1e6 / acc["dec_s"],
+            "overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1), "symbols": acc["symbols"]}
+
+
+def _symbol_count(config, h: int, w: int) -> int:
+    """Symbols an ncodec image stream codes: y (M channels at 1/16) and z (N channels at 1/64)."""
+    from ncodec.image.codec import PAD, STRIDE
+
+    positions = (h + (-h) % PAD) * (w + (-w) % PAD) // STRIDE**2
+    return config.M * positions + (0 if config.arch == "factorized" else config.N * positions // 16)
+
+
+def _bench_pillow(name: str, images: dict, target_bpp: dict) -> dict:
+    """A Pillow codec timed on the same images, each at the quality whose bpp is nearest to
+    ``target_bpp[image]`` (found by bisection on the quality)."""
+    from .classical import get_codec
+    from .metrics import psnr
+
+    codec = get_codec(name)
+    lo_q, hi_q = (1, 95) if name == "jpeg" else (0, 100)
+    acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "bits": 0, "psnr_sum": 0.0}
+    for key, img in images.items():
+        pixels = img.shape[0] * img.shape[1]
+        bpp = lambda q: 8 * len(codec.encode(img, q)) / pixels
+        lo, hi = lo_q, hi_q
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if bpp(mid) < target_bpp[key] else (lo, mid)
+        q = min((lo, hi), key=lambda v: abs(bpp(v) - target_bpp[key]))
+        data = _timed(acc, "enc_s", lambda: codec.encode(img, q))
+        rec = _timed(acc, "dec_s", lambda: codec.decode(data))
+        acc["pixels"] += pixels
+        acc["bits"] += 8 * len(data)
+        acc["psnr_sum"] += psnr(img, rec)
+    mp = acc["pixels"] / 1e6
+    return {"encode_MP_per_s": mp / acc["enc_s"], "decode_MP_per_s": mp / acc["dec_s"],
+            "bpp": acc["bits"] / acc["pixels"], "psnr": acc["psnr_sum"] / len(images)}
+
+
 def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device: str = "cpu", limit: int = 0,
-                compressai: bool = False, precision: str | None = None) -> dict:
-    """Per model: MP/s for encode and decode, time split, coded vs ideal bits, PSNR; with
-    ``compressai``, the same model run through CompressAI's own path (factorized and hyperprior)."""
+                compressai: bool = False, precision: str | None = None, classical=("avif", "webp")) -> dict:
+    """Per model: MP/s for encode and decode, time split into transforms, entropy parameters and
+    range coding, coded vs ideal bits, PSNR; with ``compressai``, the same model run through
+    CompressAI's own path (factorized and hyperprior), whole and its entropy coders alone; each of
+    the ``classical`` Pillow codecs at the bpp of the first model, image by image."""
     import ncodec
     from ncodec.container import Container
     from ncodec.image.compressai_wrap import to_compressai
@@ -82,14 +165,16 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
     paths = find_images(folder)[: limit or None]
     images = {p.name: read_image(p) for p in paths}
     names = list(images)
-    report = {"machine": machine(), "quality": quality, "device": device, "images": len(names), "models": {}}
+    report = {"machine": machine(), "quality": quality, "device": device, "images": len(names), "models": {},
+              "classical": {}}
+    first_bpp = {}
     for model in models:
         codec = ncodec.load_codec(model, device=device, precision=precision)
         report["precision"] = codec.precision
         codec.decode(codec.encode(images[names[0]][:64, :64], quality))  # warm-up
         acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "enc_transform_s": 0.0, "enc_entropy_s": 0.0,
-               "dec_transform_s": 0.0, "dec_entropy_s": 0.0, "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0,
-               "psnr_sum": 0.0}
+               "enc_coding_s": 0.0, "dec_transform_s": 0.0, "dec_entropy_s": 0.0, "dec_coding_s": 0.0,
+               "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0, "symbols": 0, "psnr_sum": 0.0}
         for name in tqdm(names, desc=f"bench {model}", unit="img"):
             img = images[name]
             t0 = time.perf_counter()
@@ -98,28 +183,42 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
             enc = dict(codec.stats)
             rec = codec.decode(data)
             t2 = time.perf_counter()
+            pixels = img.shape[0] * img.shape[1]
             acc["psnr_sum"] += psnr(img, rec)
-            acc["pixels"] += img.shape[0] * img.shape[1]
+            acc["pixels"] += pixels
             acc["enc_s"] += t1 - t0
             acc["dec_s"] += t2 - t1
-            acc["enc_transform_s"] += enc["transform"]
-            acc["enc_entropy_s"] += enc["entropy"]
+            for stage in ("transform", "entropy", "coding"):
+                acc[f"enc_{stage}_s"] += enc[stage]
+                acc[f"dec_{stage}_s"] += codec.stats[stage]
             acc["ideal_bits"] += enc["ideal_bits"]
-            acc["dec_transform_s"] += codec.stats["transform"]
-            acc["dec_entropy_s"] += codec.stats["entropy"]
             acc["file_bits"] += 8 * len(data)
             c = Container.from_bytes(data)
             acc["coded_bits"] += 8 * (len(c.sections["y"]) + len(c.sections.get("z", b"")))
+            acc["symbols"] += _symbol_count(codec.config, *img.shape[:2])
+            if model == models[0]:
+                first_bpp[name] = 8 * len(data) / pixels
         mp = acc["pixels"] / 1e6
-        report["models"][model] = {
-            "encode_MP_per_s": mp / acc["enc_s"], "decode_MP_per_s": mp / acc["dec_s"],
-            "encode_entropy_share": acc["enc_entropy_s"] / acc["enc_s"],
-            "decode_entropy_share": acc["dec_entropy_s"] / acc["dec_s"],
-            "coder_overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1),
-            "container_overhead_pct": 100 * (acc["file_bits"] / acc["coded_bits"] - 1),
-            "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names), **acc}
+        row = {"encode_MP_per_s": mp / acc["enc_s"], "decode_MP_per_s": mp / acc["dec_s"],
+               "coder": _coder_summary({"symbols": acc["symbols"], "enc_s": acc["enc_coding_s"],
+                                        "dec_s": acc["dec_coding_s"], "coded_bits": acc["coded_bits"],
+                                        "ideal_bits": acc["ideal_bits"]}),
+               "coder_overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1),
+               "container_overhead_pct": 100 * (acc["file_bits"] / acc["coded_bits"] - 1),
+               "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names), **acc}
+        for side in ("enc", "dec"):
+            total = acc[f"{side}_s"]
+            row[f"{side}_shares"] = {"transform": acc[f"{side}_transform_s"] / total,
+                                     "entropy_parameters": (acc[f"{side}_entropy_s"] - acc[f"{side}_coding_s"]) / total,
+                                     "coding": acc[f"{side}_coding_s"] / total}
         if compressai and codec.config.arch in ("factorized", "hyperprior"):
-            report["models"][model]["compressai"] = _bench_compressai(to_compressai(codec, quality), images, device)
+            twin = to_compressai(codec, quality)
+            row["compressai"] = _bench_compressai(twin, images, device)
+            row["compressai"]["coder"] = _bench_compressai_coder(twin, images, device)
+        report["models"][model] = row
+    for name in classical:
+        report["classical"][name] = _bench_pillow(name, images, first_bpp)
+    report["classical_target"] = models[0]
     return report
 
 
@@ -127,13 +226,20 @@ def format_report(report: dict) -> str:
     """Markdown tables of a :func:`bench_image` report."""
     lines = [f"machine: {json.dumps(report['machine'])}; quality {report['quality']}, {report['images']} images, "
              f"transforms in {report.get('precision')}",
-             "| model | encode MP/s | decode MP/s | entropy share enc/dec | coder overhead | container overhead | bpp "
-             "| PSNR dB |", "|---|---|---|---|---|---|---|---|"]
+             "| model | encode MP/s | decode MP/s | encode: transform / entropy parameters / coding | "
+             "decode: transform / entropy parameters / coding | coder overhead | container overhead | bpp | PSNR dB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    share = lambda d: " / ".join(f"{100 * d[k]:.0f} %" for k in ("transform", "entropy_parameters", "coding"))
     for name, m in report["models"].items():
-        lines.append(f"| {name} | {m['encode_MP_per_s']:.3f} | {m['decode_MP_per_s']:.3f} | "
-                     f"{100 * m['encode_entropy_share']:.0f} % / {100 * m['decode_entropy_share']:.0f} % | "
-                     f"{m['coder_overhead_pct']:+.4f} % | {m['container_overhead_pct']:+.2f} % | {m['bpp']:.4f} | "
-                     f"{m['psnr']:.3f} |")
+        lines.append(f"| {name} | {m['encode_MP_per_s']:.3f} | {m['decode_MP_per_s']:.3f} | {share(m['enc_shares'])} | "
+                     f"{share(m['dec_shares'])} | {m['coder_overhead_pct']:+.4f} % | "
+                     f"{m['container_overhead_pct']:+.2f} % | {m['bpp']:.4f} | {m['psnr']:.3f} |")
+    if report.get("classical"):
+        lines += ["", f"Pillow codecs on the same images, each at the bpp of {report['classical_target']} image by image:",
+                  "| codec | encode MP/s | decode MP/s | bpp | PSNR dB |", "|---|---|---|---|---|"]
+        for name, c in report["classical"].items():
+            lines.append(f"| {name} | {c['encode_MP_per_s']:.3f} | {c['decode_MP_per_s']:.3f} | {c['bpp']:.4f} | "
+                         f"{c['psnr']:.3f} |")
     twins = {n: m for n, m in report["models"].items() if "compressai" in m}
     if twins:
         lines += ["", "Same model, same weights through CompressAI's own compress/decompress (rANS, fp32):",
@@ -146,6 +252,17 @@ def format_report(report: dict) -> str:
                          f"{m['encode_MP_per_s'] / c['encode_MP_per_s']:.2f}x / "
                          f"{m['decode_MP_per_s'] / c['decode_MP_per_s']:.2f}x | {c['bpp']:.4f} / {m['bpp']:.4f} | "
                          f"{c['psnr']:.3f} / {m['psnr']:.3f} |")
+        lines += ["", "Entropy coders alone on the same images' latents (ncodec: constriction range coder over "
+                  "its exact tables; CompressAI: rANS over its CDFs), overhead against each one's ideal bits:",
+                  "| model | symbols | ncodec enc / dec Msym/s | CompressAI enc / dec Msym/s | speed-up enc / dec "
+                  "| overhead ncodec / CompressAI |", "|---|---|---|---|---|---|"]
+        for name, m in twins.items():
+            n, c = m["coder"], m["compressai"]["coder"]
+            lines.append(f"| {name} | {n['symbols']:,} | {n['encode_Msym_per_s']:.2f} / {n['decode_Msym_per_s']:.2f} | "
+                         f"{c['encode_Msym_per_s']:.2f} / {c['decode_Msym_per_s']:.2f} | "
+                         f"{n['encode_Msym_per_s'] / c['encode_Msym_per_s']:.1f}x / "
+                         f"{n['decode_Msym_per_s'] / c['decode_Msym_per_s']:.1f}x | "
+                         f"{n['overhead_pct']:+.3f} % / {c['overhead_pct']:+.3f} % |")
     return "\n".join(lines)
 
 

@@ -96,3 +96,26 @@ def test_bench_options_belong_to_their_modality(tmp_path, capsys):
     assert main(["bench", str(tmp_path), "--models", "factorized", "--limit", "1", "--quality", "2"]) == 0
     out = capsys.readouterr().out
     assert "| factorized |" in out and "quality 2.0, 1 images" in out
+
+
+def test_image_bench_splits_time_and_compares_coders(tmp_path):
+    """The image report splits each side's time into transforms, entropy parameters and coding
+    (the rest is container work), times the range coder alone beside CompressAI's, and times Pillow codecs
+    at the first model's bpp, image by image."""
+    from ncodec.eval.bench import bench_image, format_report
+
+    torch.set_num_threads(1)
+    Image.fromarray(natural_image(96, 128)).save(tmp_path / "a.png")
+    Image.fromarray(natural_image(128, 96)).save(tmp_path / "b.png")
+    report = bench_image(tmp_path, models=["hyperprior"], quality=2, compressai=True, classical=["webp"])
+    m = report["models"]["hyperprior"]
+    for side in ("enc_shares", "dec_shares"):
+        assert 0.9 < sum(m[side].values()) <= 1 and all(v > 0 for v in m[side].values())   # rest: container
+    assert m["coder"]["symbols"] == 2 * (192 * 2 * 2 * 16 + 128 * 2 * 2)    # y and z of two 128x128-padded images
+    assert _positive(m["coder"]["encode_Msym_per_s"], m["compressai"]["coder"]["decode_Msym_per_s"])
+    assert 0 <= m["coder"]["overhead_pct"] < 1
+    webp = report["classical"]["webp"]
+    assert abs(webp["bpp"] - m["bpp"]) < 0.5 * m["bpp"] and _positive(webp["encode_MP_per_s"], webp["psnr"])
+    table = format_report(report)
+    assert "| webp |" in table and "Entropy coders alone" in table
+    assert main(["bench", str(tmp_path), "--classical", "gif"]) == 2

@@ -155,7 +155,7 @@ def test_tiled_transforms_match_untiled(monkeypatch):
     monkeypatch.setattr(ImageCodec, "tile", 4)      # 64-pixel tiles, 96 pixels of context
     calls = []
     for net in (codec.model.g_a, codec.model.g_s):
-        net.register_forward_hook(lambda m, i, o: calls.append(m))
+        net[0].register_forward_hook(lambda m, i, o: calls.append(m))     # one call per tile
     tiled = codec.encode(img, quality=4)
     tiled_out = codec.decode(tiled)
     assert len(calls) == 2 * 5 * 6                  # 5x6 tiles each way
@@ -208,3 +208,17 @@ def test_refinement_lowers_the_real_rd_loss(name):
     for bad in (-1, 1.5, 10**9):
         with pytest.raises(UsageError):
             codec.encode(img, quality=3, refine=bad)
+
+
+def test_inference_gdn_matches_compressai():
+    """The in-place GDN used for coding computes exactly CompressAI's GDN and inverse GDN."""
+    from compressai.layers import GDN
+    from ncodec.image.models import gdn_inference
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    for inverse in (False, True):
+        gdn = GDN(8, inverse=inverse)
+        with torch.no_grad():
+            gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
+            assert torch.equal(gdn_inference(gdn, x), gdn(x))

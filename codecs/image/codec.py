@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from ..container import Container
-from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
+from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder, coder_seconds
 from ..entropy.tiling import run_tiled
 from ..entropy.tables import stack_rows
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+from .models import run_inference
 
 PAD = 64                     # images are padded to this multiple (latent 1/16, hyper-latent 1/64)
 STRIDE = 16                  # pixels per latent position
@@ -99,10 +100,9 @@ class ImageCodec:
         self.precision = precision or ("bfloat16" if self.device.type == "cuda" else "float32")
         if self.precision not in ("float32", "bfloat16"):
             raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
-        self.model.to(self.device).eval()
-        if self.precision == "bfloat16":
-            self.model.to(memory_format=torch.channels_last)
-        self.stats: dict[str, float] = {}  # of the last encode/decode: seconds per stage, ideal bits
+        self.model.to(self.device).eval().to(memory_format=torch.channels_last)
+        # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"), ideal bits
+        self.stats: dict[str, float] = {}
 
     @property
     def qualities(self) -> list[float]:
@@ -121,13 +121,14 @@ class ImageCodec:
         return self.model.gains(torch.tensor([q - 1.0], device=self.device))
 
     def _runner(self, net):
-        """``net`` as a float32 function in this codec's precision."""
+        """``net`` (a transform) as a float32 inference function in this codec's precision,
+        channels_last throughout (1.5x faster than contiguous float32 on an AVX2 CPU)."""
         if self.precision == "float32":
-            return lambda t: net(t).float()
+            return lambda t: run_inference(net, t.contiguous(memory_format=torch.channels_last)).float()
 
         def mixed(t):
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                hidden = net[:-1](t.contiguous(memory_format=torch.channels_last))
+                hidden = run_inference(net[:-1], t.contiguous(memory_format=torch.channels_last))
             return net[-1](hidden.float()).float()
 
         return mixed
@@ -159,9 +160,10 @@ class ImageCodec:
             gain, _ = self._gains(q)
             y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         del x, rgb
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), coder_seconds()
         sections, ideal_bits = self.latent.compress(y, level=int(q) - 1)
-        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "ideal_bits": ideal_bits}
+        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "coding": coder_seconds() - c1,
+                      "ideal_bits": ideal_bits}
         fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
         if channels == 4:
             sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
@@ -192,14 +194,14 @@ class ImageCodec:
             raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
 
     def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), coder_seconds()
         y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
-        t1 = time.perf_counter()
+        t1, coding = time.perf_counter(), coder_seconds() - c0
         _, inv_gain = self._gains(q)
         x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
                           self.margin)[0, :, :h, :w]
         out = x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        self.stats = {"entropy": t1 - t0, "transform": time.perf_counter() - t1}
+        self.stats = {"entropy": t1 - t0, "coding": coding, "transform": time.perf_counter() - t1}
         if channels == 1:
             return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         if channels == 4:

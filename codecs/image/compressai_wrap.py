@@ -93,4 +93,4 @@ def to_compressai(codec: ImageCodec, quality: float) -> nn.Module:
         last.bias.copy_(torch.cat(last.bias.chunk(2)[::-1]))
         net.entropy_bottleneck = copy.deepcopy(model.z_prior).cpu()
     net.update(force=True)
-    return net.eval()
+    return net.eval().to(memory_format=torch.contiguous_format)   # CompressAI's default layout
