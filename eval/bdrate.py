@@ -10,25 +10,28 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 
-def _curve(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _curve(x, y, what: str, keep_higher: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted curve points; of points sharing an x value only the best is kept (the lowest rate at
+    one quality, or the highest quality at one rate), as a dense sweep of a classical codec can
+    repeat a value."""
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     if x.size != y.size:
         raise ValueError(f"{what}: {x.size} rates but {y.size} quality values")
-    if x.size < 2:
-        raise ValueError(f"{what}: a rate-distortion curve needs at least 2 points, got {x.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError(f"{what}: rates and quality values must be finite (lossless points give inf PSNR)")
-    order = np.argsort(x)
+    order = np.lexsort((y if keep_higher else -y, x))      # by x, the best y of each x last
     x, y = x[order], y[order]
-    if np.any(np.diff(x) <= 0):
-        raise ValueError(f"{what}: repeated value {x[:-1][np.diff(x) <= 0][0]:.6g} on the interpolation axis")
+    last = np.r_[np.diff(x) > 0, True]
+    x, y = x[last], y[last]
+    if x.size < 2:
+        raise ValueError(f"{what}: a rate-distortion curve needs at least 2 distinct points, got {x.size}")
     return x, y
 
 
-def _mean_gap(x1, y1, x2, y2, what: str) -> float:
+def _mean_gap(x1, y1, x2, y2, what: str, keep_higher: bool) -> float:
     """Mean of (curve 2 - curve 1) over the common x interval of two PCHIP-interpolated curves."""
-    x1, y1 = _curve(x1, y1, f"{what}, anchor curve")
-    x2, y2 = _curve(x2, y2, f"{what}, test curve")
+    x1, y1 = _curve(x1, y1, f"{what}, anchor curve", keep_higher)
+    x2, y2 = _curve(x2, y2, f"{what}, test curve", keep_higher)
     lo, hi = max(x1[0], x2[0]), min(x1[-1], x2[-1])
     if hi <= lo:
         raise ValueError(f"{what}: the curves do not overlap (anchor spans {x1[0]:.4g}..{x1[-1]:.4g}, "
@@ -52,7 +55,7 @@ def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
     positive unit, the same for both curves). Raises ValueError for curves of fewer than 2 points,
     non-finite values, or quality ranges that do not overlap."""
     gap = _mean_gap(psnr_anchor, _log_rate(rate_anchor, "BD-rate anchor"), psnr_test,
-                    _log_rate(rate_test, "BD-rate test"), "BD-rate")
+                    _log_rate(rate_test, "BD-rate test"), "BD-rate", keep_higher=False)
     return float(np.expm1(gap) * 100.0)
 
 
@@ -61,4 +64,4 @@ def bd_psnr(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
 
     Positive means the test codec is better. Raises ValueError like :func:`bd_rate`."""
     return _mean_gap(_log_rate(rate_anchor, "BD-PSNR anchor"), psnr_anchor, _log_rate(rate_test, "BD-PSNR test"),
-                     psnr_test, "BD-PSNR")
+                     psnr_test, "BD-PSNR", keep_higher=True)

@@ -41,9 +41,20 @@ def test_point_order_does_not_matter():
         bd_rate(RATE, PSNR, [r * 0.8 for r in RATE], [p + 0.2 for p in PSNR]), abs=1e-12)
 
 
+def test_repeated_values_keep_the_better_point():
+    """A dense sweep that repeats a PSNR (or a rate) is read as its efficient points only."""
+    dense_rate, dense_psnr = RATE + [0.3], PSNR + [29.8]        # 29.8 dB again, at a higher rate
+    assert bd_rate(dense_rate, dense_psnr, RATE, PSNR) == pytest.approx(0.0, abs=1e-12)
+    assert bd_rate(RATE, PSNR, dense_rate, dense_psnr) == pytest.approx(0.0, abs=1e-12)
+    dense_rate, dense_psnr = RATE + [0.25], PSNR + [29.0]       # 0.25 bpp again, at a lower PSNR
+    assert bd_psnr(dense_rate, dense_psnr, RATE, PSNR) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_invalid_curves_raise():
-    with pytest.raises(ValueError, match="at least 2 points"):
+    with pytest.raises(ValueError, match="at least 2 distinct points"):
         bd_rate([0.5], [30.0], RATE, PSNR)
+    with pytest.raises(ValueError, match="at least 2 distinct points"):
+        bd_rate([0.5, 0.6], [30.0, 30.0], RATE, PSNR)
     with pytest.raises(ValueError, match="do not overlap"):
         bd_rate(RATE, PSNR, RATE, [p + 20 for p in PSNR])
     with pytest.raises(ValueError, match="do not overlap"):
