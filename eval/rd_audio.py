@@ -44,6 +44,7 @@ def add_arguments(p) -> None:
     p.add_argument("--visqol-seconds", type=float, default=0.0,
                    help="run ViSQOL on the first N seconds only (0 = all; it is slow: ~3 s per second of music)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--weights", default=None, help="weights file for the ncodec codec (default: the shipped one)")
 
 
 def find_audio(folder: Path) -> dict[str, list[Path]]:
@@ -61,10 +62,10 @@ def find_audio(folder: Path) -> dict[str, list[Path]]:
 class _NcodecRunner:
     """ncodec through the public API, with the same encode/decode shape as the classical codecs."""
 
-    def __init__(self, name: str, device: str | None):
+    def __init__(self, name: str, device: str | None, weights: str | None = None):
         import ncodec
 
-        self.codec = ncodec.load_codec(name, device)
+        self.codec = ncodec.load_codec(name, device, **({"weights": weights} if weights else {}))
         self.description = getattr(self.codec, "description", name)
 
     def encode(self, x, rate, kbps):
@@ -74,11 +75,11 @@ class _NcodecRunner:
         return self.codec.decode(data).samples
 
 
-def load_runners(names: list[str], device: str | None) -> dict:
+def load_runners(names: list[str], device: str | None, weights: str | None = None) -> dict:
     runners = {}
     for n in names:
         if n.startswith("ncodec:"):
-            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device)
+            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device, weights)
         elif n in CLASSICAL:
             runners[n] = CLASSICAL[n]
         else:
@@ -184,14 +185,15 @@ def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set
 
 def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[float], anchor: str = "opus",
                    visqol_kbps: set | None = None, seconds: float = 0.0, device: str | None = None,
-                   visqol_seconds: float = 0.0) -> dict:
-    """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate."""
+                   visqol_seconds: float = 0.0, weights: str | None = None) -> dict:
+    """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate; ``weights``
+    replaces the ncodec codec's shipped weights file."""
     from ..audio.io import read_audio
 
     files = find_audio(folder)
     if not files:
         raise ValueError(f"no audio files under {folder}")
-    runners = load_runners(codecs, device)
+    runners = load_runners(codecs, device, weights)
     if anchor not in runners:
         raise ValueError(f"anchor {anchor!r} is not among the codecs")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +246,7 @@ def run(a) -> int:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
         run_audio_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), kbps, a.anchor, vk, a.seconds,
-                       a.device, a.visqol_seconds)
+                       a.device, a.visqol_seconds, a.weights)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print((Path(a.out) / "bdrate.md").read_text())

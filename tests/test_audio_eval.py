@@ -57,7 +57,7 @@ def test_rd_sweep_writes_curves_tables_and_plots(tmp_path):
     (tmp_path / "in" / "speech").mkdir(parents=True)
     write_audio(tmp_path / "in" / "speech" / "tone.wav", _tone(seconds=1.5), 16000)
     summary = run_audio_eval(tmp_path / "in", ["ncodec:mdct", "opus"], tmp_path / "out", [16, 32],
-                             visqol_kbps=set())
+                             visqol_kbps=set(), weights=str(assets_dir() / app.WEIGHT_FILES["mdct"]))
     curves = summary["speech"]
     assert set(curves) == {"ncodec-mdct", "opus"}
     assert all(abs(k / t - 1) < 0.1 for k, t in zip(curves["ncodec-mdct"]["kbps"], [16, 32]))

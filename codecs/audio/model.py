@@ -5,8 +5,11 @@ synthesis.  Here the analysis is the orthonormal MDCT (:mod:`.mdct`) followed by
 per-bin *gain units* (one vector per quality level, interpolated geometrically between
 levels, so one set of weights covers every rate); the quantizer rounds; the synthesis is a
 learned *dequantizer* (it moves each non-zero value towards zero by the amount that
-minimises the expected error given its scale, i.e. a conditional-mean reconstruction)
-followed by the inverse gain and the inverse MDCT.
+minimises the expected error given its scale, i.e. a conditional-mean reconstruction),
+a *noise fill* for the coefficients coded as zero (random signs, a fraction of the energy the
+coded scale puts inside the zero bin, shaped per coefficient by a small learned net over
+neighbouring bins when ``fill_width`` > 0), then the inverse gain and the inverse MDCT.
+Training and the decoder share that reconstruction (:meth:`AudioModel.reconstruct`).
 
 Entropy model: a scale hyperprior over frames (bins are channels, frames run along time):
 ``h_a`` (encoder only, float) summarises ``log(1 + |y|)`` into ``z`` at a quarter of the

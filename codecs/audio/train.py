@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; 20 ms each)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--mel-weight", type=float, default=2.0,
-                   help="weight of the multi-resolution log-mel L1 in the loss (0 = MSE and rate only)")
+                   help="weight of the multi-resolution log-mel L1 in the loss (default 2; 0 = MSE and rate only)")
     p.add_argument("--init", default=None, help="warm start from a safetensors weights file (e.g. the shipped one)")
     p.add_argument("--noise-fill", type=float, default=None,
                    help="zero-bin noise-fill energy fraction (default: --init's, else 0.25)")
@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", nargs="*", default=list(HELD_OUT), help="file names never to train on")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast for the convolutions (2.4x faster on CPUs with AVX512-BF16)")
+                   help="bf16 autocast for the convolutions (2.4x faster on CPUs with AVX512-BF16, 2.7x slower "
+                        "on an AVX2-only EPYC: use --no-amp there)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--seed", type=int, default=0)
 
