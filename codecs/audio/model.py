@@ -129,8 +129,8 @@ def dequantizer_net(width: int = 16) -> nn.Sequential:
 
 
 def fill_net(width: int) -> nn.Sequential:
-    """(log2 magnitude, log-scale) over 5 neighbouring bins -> log4 of the noise-fill fraction's
-    factor (zero-initialised output: the fixed fraction until trained).  Decoder only, float."""
+    """(log2 magnitude, log-scale) over 5 neighbouring bins -> t, scaling the noise-fill fraction by
+    4 ** tanh(t) (zero-initialised output: the fixed fraction until trained).  Decoder only, float."""
     net = nn.Sequential(nn.Conv2d(2, width, (5, 1), padding=(2, 0)), nn.LeakyReLU(inplace=True),
                         nn.Conv2d(width, 1, 1))
     nn.init.zeros_(net[-1].weight)
