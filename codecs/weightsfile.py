@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from .entropy import FactorizedPrior, TableSet
 from .errors import InputError, ModelMismatchError
 
-_RANS_BUFFERS = ("_cdf", "_offset")    # also _quantized_cdf, _cdf_length
+RANS_BUFFERS = ("_cdf", "_offset")    # also _quantized_cdf, _cdf_length
 
 
 def tensors_digest(tensors: dict, config_json: str) -> bytes:
@@ -55,7 +55,7 @@ def model_tensors(model: torch.nn.Module) -> dict:
     """A trained module's state as stored: no rANS buffers, convolution kernels in float16."""
     out = {}
     for name, t in model.state_dict().items():
-        if any(b in name for b in _RANS_BUFFERS):
+        if any(b in name for b in RANS_BUFFERS):
             continue
         t = t.detach().cpu().contiguous()
         out[name] = t.half() if t.is_floating_point() and t.dim() == 4 else t

@@ -35,24 +35,23 @@ class EntropyCodingError(ValueError):
     """The compressed symbols are inconsistent with the tables (corrupt or foreign data)."""
 
 
-_coder_seconds = 0.0
+_coder_totals = {"seconds": 0.0, "symbols": 0}
 
 
-def coder_seconds() -> float:
-    """Wall time this process has spent inside the range coder so far (encode, finish, decode):
-    the difference across a call splits its entropy time into parameters and coding."""
-    return _coder_seconds
+def coder_totals() -> tuple[float, int]:
+    """(wall seconds, symbols) this process has range-coded so far (encode, finish, decode): the
+    difference across a call splits its entropy time into parameters and coding, and counts what it coded."""
+    return _coder_totals["seconds"], _coder_totals["symbols"]
 
 
 def _timed(method):
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        global _coder_seconds
         t0 = time.perf_counter()
         try:
             return method(*args, **kwargs)
         finally:
-            _coder_seconds += time.perf_counter() - t0
+            _coder_totals["seconds"] += time.perf_counter() - t0
     return wrapper
 
 
@@ -101,6 +100,7 @@ class SymbolEncoder:
         table_index = np.asarray(table_index).ravel()
         if symbols.shape != table_index.shape:
             raise ValueError("symbols and table_index must have the same number of elements")
+        _coder_totals["symbols"] += symbols.size
         for start in range(0, len(symbols), CHUNK):
             self._encode_chunk(symbols[start:start + CHUNK].astype(np.int64),
                                table_index[start:start + CHUNK].astype(np.int64), tables)
@@ -155,6 +155,7 @@ class SymbolDecoder:
         """Decode as many symbols as ``table_index`` has elements; returns them in its shape."""
         shape = np.shape(table_index)
         table_index = np.asarray(table_index).ravel()
+        _coder_totals["symbols"] += table_index.size
         out = np.empty(table_index.shape, dtype=np.int64)
         for start in range(0, len(out), CHUNK):
             out[start:start + CHUNK] = self._decode_chunk(table_index[start:start + CHUNK].astype(np.int64), tables)

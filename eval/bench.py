@@ -89,38 +89,30 @@ def _bench_compressai_coder(net, images: dict, device: str) -> dict:
     GaussianConditional, rANS with its Python-side marshalling) on the latents of the same images,
     and their coded size against the ideal -sum(log2 p) of the continuous model they code with."""
     acc = {"symbols": 0, "coded_bits": 0, "ideal_bits": 0.0}
+    eb, hyper = net.entropy_bottleneck, hasattr(net, "h_a")
     for img in images.values():
         y = net.g_a(_padded_tensor(img, device))
-        eb = net.entropy_bottleneck
-        latents = [y] if not hasattr(net, "h_a") else [net.h_a(y)]
-        strings = _timed(acc, "enc_s", lambda: eb.compress(latents[0]))
-        hat = _timed(acc, "dec_s", lambda: eb.decompress(strings, latents[0].shape[-2:]))
+        z = net.h_a(y) if hyper else y          # what the EntropyBottleneck codes
+        strings = _timed(acc, "enc_s", lambda: eb.compress(z))
+        z_hat = _timed(acc, "dec_s", lambda: eb.decompress(strings, z.shape[-2:]))
         acc["coded_bits"] += 8 * sum(map(len, strings))
-        acc["ideal_bits"] += float(-torch.log2(eb(latents[0], training=False)[1]).sum())
-        if hasattr(net, "h_a"):
+        acc["ideal_bits"] += float(-torch.log2(eb(z, training=False)[1]).sum())
+        acc["symbols"] += z.numel()
+        if hyper:
             gc = net.gaussian_conditional
-            scales, means = net.h_s(hat).chunk(2, dim=1)
+            scales, means = net.h_s(z_hat).chunk(2, dim=1)
             indexes = gc.build_indexes(scales)
             strings = _timed(acc, "enc_s", lambda: gc.compress(y, indexes, means=means))
             _timed(acc, "dec_s", lambda: gc.decompress(strings, indexes, means=means))
             acc["coded_bits"] += 8 * sum(map(len, strings))
             acc["ideal_bits"] += float(-torch.log2(gc(y, scales, means, training=False)[1]).sum())
-            latents.append(y)
-        acc["symbols"] += sum(t.numel() for t in latents)
+            acc["symbols"] += y.numel()
     return _coder_summary(acc)
 
 
 def _coder_summary(acc: dict) -> dict:
     return {"encode_Msym_per_s": acc["symbols"] / 1e6 / acc["enc_s"], "decode_Msym_per_s": acc["symbols"] / 1e6 / acc["dec_s"],
             "overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1), "symbols": acc["symbols"]}
-
-
-def _symbol_count(config, h: int, w: int) -> int:
-    """Symbols an ncodec image stream codes: y (M channels at 1/16) and z (N channels at 1/64)."""
-    from ncodec.image.codec import PAD, STRIDE
-
-    positions = (h + (-h) % PAD) * (w + (-w) % PAD) // STRIDE**2
-    return config.M * positions + (0 if config.arch == "factorized" else config.N * positions // 16)
 
 
 def _bench_pillow(name: str, images: dict, target_bpp: dict) -> dict:
@@ -134,7 +126,13 @@ def _bench_pillow(name: str, images: dict, target_bpp: dict) -> dict:
     acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "bits": 0, "psnr_sum": 0.0}
     for key, img in images.items():
         pixels = img.shape[0] * img.shape[1]
-        bpp = lambda q: 8 * len(codec.encode(img, q)) / pixels
+        sizes = {}
+
+        def bpp(q):
+            if q not in sizes:
+                sizes[q] = 8 * len(codec.encode(img, q)) / pixels
+            return sizes[q]
+
         lo, hi = lo_q, hi_q
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -195,7 +193,7 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
             acc["file_bits"] += 8 * len(data)
             c = Container.from_bytes(data)
             acc["coded_bits"] += 8 * (len(c.sections["y"]) + len(c.sections.get("z", b"")))
-            acc["symbols"] += _symbol_count(codec.config, *img.shape[:2])
+            acc["symbols"] += enc["symbols"]
             if model == models[0]:
                 first_bpp[name] = 8 * len(data) / pixels
         mp = acc["pixels"] / 1e6
@@ -203,7 +201,6 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
                "coder": _coder_summary({"symbols": acc["symbols"], "enc_s": acc["enc_coding_s"],
                                         "dec_s": acc["dec_coding_s"], "coded_bits": acc["coded_bits"],
                                         "ideal_bits": acc["ideal_bits"]}),
-               "coder_overhead_pct": 100 * (acc["coded_bits"] / acc["ideal_bits"] - 1),
                "container_overhead_pct": 100 * (acc["file_bits"] / acc["coded_bits"] - 1),
                "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names), **acc}
         for side in ("enc", "dec"):
@@ -232,7 +229,7 @@ def format_report(report: dict) -> str:
     share = lambda d: " / ".join(f"{100 * d[k]:.0f} %" for k in ("transform", "entropy_parameters", "coding"))
     for name, m in report["models"].items():
         lines.append(f"| {name} | {m['encode_MP_per_s']:.3f} | {m['decode_MP_per_s']:.3f} | {share(m['enc_shares'])} | "
-                     f"{share(m['dec_shares'])} | {m['coder_overhead_pct']:+.4f} % | "
+                     f"{share(m['dec_shares'])} | {m['coder']['overhead_pct']:+.4f} % | "
                      f"{m['container_overhead_pct']:+.2f} % | {m['bpp']:.4f} | {m['psnr']:.3f} |")
     if report.get("classical"):
         lines += ["", f"Pillow codecs on the same images, each at the bpp of {report['classical_target']} image by image:",

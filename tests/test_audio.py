@@ -124,7 +124,8 @@ def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music)
     write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, : rate], rate)
     write_audio(tmp_path / "data" / "speech" / "clip.wav", x[:1, ::3][:, : rate // 3], rate // 3)
     args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--batch", "2", "--frames", "8",
-            "--init", str(assets_dir() / app.WEIGHT_FILES["mdct"]), "--no-amp", "--mel-weight", "2"]
+            "--init", str(assets_dir() / app.WEIGHT_FILES["mdct"]), "--no-amp", "--mel-weight", "2",
+            "--fill-width", "16"]
     assert train.main(args + ["--steps", "2"]) == 0
     assert train.main(args + ["--steps", "3", "--export", str(tmp_path / "w.safetensors")]) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)

@@ -48,13 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; 20 ms each)")
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--mel-weight", type=float, default=2.0,
-                   help="weight of the multi-resolution log-mel L1 in the loss (default 2; 0 = MSE and rate only)")
+    p.add_argument("--mel-weight", type=float, default=0.0,
+                   help="weight of the multi-resolution log-mel L1 in the loss (default 0: MSE and rate only, the "
+                        "shipped recipe; 2-4 was tried and not shipped, see the README)")
     p.add_argument("--init", default=None, help="warm start from a safetensors weights file (e.g. the shipped one)")
     p.add_argument("--noise-fill", type=float, default=None,
                    help="zero-bin noise-fill energy fraction (default: --init's, else 0.25)")
     p.add_argument("--fill-width", type=int, default=None,
-                   help="width of the learned noise-fill shaper, 0 = none (default: --init's if it has one, else 16)")
+                   help="width of the learned noise-fill shaper, e.g. 16 (default: --init's, else 0 = none)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
     p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
     p.add_argument("--export", default=None, help="write safetensors weights here at the end")

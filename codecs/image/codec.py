@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..container import Container
-from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder, coder_seconds
+from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder, coder_totals
 from ..entropy.tiling import run_tiled
 from ..entropy.tables import stack_rows
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
@@ -101,7 +101,8 @@ class ImageCodec:
         if self.precision not in ("float32", "bfloat16"):
             raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
         self.model.to(self.device).eval().to(memory_format=torch.channels_last)
-        # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"), ideal bits
+        # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"); encode also
+        # the symbols range-coded and their ideal bits
         self.stats: dict[str, float] = {}
 
     @property
@@ -160,10 +161,11 @@ class ImageCodec:
             gain, _ = self._gains(q)
             y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         del x, rgb
-        t1, c1 = time.perf_counter(), coder_seconds()
+        t1, (c1, n1) = time.perf_counter(), coder_totals()
         sections, ideal_bits = self.latent.compress(y, level=int(q) - 1)
-        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "coding": coder_seconds() - c1,
-                      "ideal_bits": ideal_bits}
+        c2, n2 = coder_totals()
+        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "coding": c2 - c1,
+                      "symbols": n2 - n1, "ideal_bits": ideal_bits}
         fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
         if channels == 4:
             sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
@@ -194,9 +196,9 @@ class ImageCodec:
             raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
 
     def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
-        t0, c0 = time.perf_counter(), coder_seconds()
+        t0, c0 = time.perf_counter(), coder_totals()[0]
         y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
-        t1, coding = time.perf_counter(), coder_seconds() - c0
+        t1, coding = time.perf_counter(), coder_totals()[0] - c0
         _, inv_gain = self._gains(q)
         x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
                           self.margin)[0, :, :h, :w]
