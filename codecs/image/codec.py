@@ -151,17 +151,27 @@ class ImageCodec:
         x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         pad = (0, (-w) % PAD, 0, (-h) % PAD)
         x = F.pad(x, pad, mode="replicate")
+        gain, _ = self._gains(q)
+        y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         if refine:
             from .refine import refine_latent
 
             mask = F.pad(torch.ones_like(x[:, :1, :h, :w]), pad)
-            y = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE,
-                              bf16=self.device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        else:
-            gain, _ = self._gains(q)
-            y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
-        del x, rgb
-        t1, (c1, n1) = time.perf_counter(), coder_totals()
+            refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE,
+                                    bf16=self.device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        del x
+        t1 = time.perf_counter()
+        data = self._to_stream(y, q, arr, channels, t0, t1)
+        if refine:      # keep the refined latent only if it wins by the real measure: file size and decoded pixels
+            other = self._to_stream(refined, q, arr, channels, t0, t1)
+            if self._real_loss(other, rgb, q) < self._real_loss(data, rgb, q):
+                data = other
+        return data
+
+    def _to_stream(self, y: torch.Tensor, q: float, arr: np.ndarray, channels: int, t0: float, t1: float) -> bytes:
+        """Code a gain-scaled latent into container bytes (and record the timing split)."""
+        h, w = arr.shape[:2]
+        c1, n1 = coder_totals()
         sections, ideal_bits = self.latent.compress(y, level=int(q) - 1)
         c2, n2 = coder_totals()
         self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "coding": c2 - c1,
@@ -170,6 +180,16 @@ class ImageCodec:
         if channels == 4:
             sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
         return Container("image", self.name, self.digest, fields, sections).to_bytes()
+
+    def _real_loss(self, data: bytes, rgb: np.ndarray, q: float) -> float:
+        """lambda(q) * MSE (8-bit scale) + bits per pixel of a whole stream, as refinement optimises it."""
+        stats = self.stats
+        decoded = self.decode(data)[:, :, :3].astype(np.float64)
+        self.stats = stats
+        mse = float(((decoded - rgb) ** 2).mean()) if decoded.shape == rgb.shape else \
+            float(((np.repeat(decoded[:, :, :1], 3, axis=2) - rgb) ** 2).mean())
+        lam = float(self.model.lambdas_for(torch.tensor([q - 1.0]))[0])
+        return lam * mse + 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
 
     def check_stream(self, c: Container) -> None:
         """Refuse streams made by another codec, model or weights, with a clear reason."""

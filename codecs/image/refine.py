@@ -12,7 +12,8 @@ Refinement runs tile by tile (like the transforms), so memory stays bounded on l
 images.  The search's forward passes run in bf16 where the hardware has it (CUDA, CPUs with
 AVX512-BF16 or AMX): it only proposes latents.  After the last step the refined latent is
 kept only if its real (rounded) loss, computed in float32, is lower than the analysis
-transform's, so refinement never makes an image worse by its own measure.
+transform's; :meth:`ncodec.image.codec.ImageCodec.encode` then codes both latents and keeps the
+smaller real loss (file bits and decoded 8-bit pixels), so refinement never makes an image worse.
 """
 from __future__ import annotations
 
@@ -42,10 +43,14 @@ def sga_quantizer(tau: float, generator: torch.Generator):
 
 
 def _loss(model, y, inv_gain, quality, x, mask, quantizer=None) -> torch.Tensor:
-    """Rate-distortion loss of one image (distortion over its real pixels only)."""
+    """Rate-distortion loss of one image (distortion over its real pixels only).  Without a
+    ``quantizer`` (the final comparison) the output is clipped and rounded to 8 bits, as decoded."""
     out = model.latent_forward(y, inv_gain, quality, quantizer)
     pixels = mask.sum().clamp_min(1)
-    mse = ((out["x_hat"].float() - x).pow(2) * mask).sum() / (3 * pixels)
+    x_hat = out["x_hat"].float()
+    if quantizer is None:
+        x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
+    mse = ((x_hat - x).pow(2) * mask).sum() / (3 * pixels)
     bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"])
     return model.lambdas_for(quality)[0] * 255**2 * mse + bits / pixels
 
