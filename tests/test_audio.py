@@ -58,7 +58,11 @@ def test_mdct_reconstructs_exactly():
 
 
 def test_latent_symbols_round_trip_exactly(codec, music):
+    """Symbols, log-scales and the band fill levels decode to exactly what the encoder coded."""
+    from ncodec.audio import bandfill
     from ncodec.audio.mdct import mdct
+    from ncodec.audio.model import zero_bin_variance
+    from ncodec.entropy import from_fixed
 
     x, rate = music
     from ncodec.audio.io import Resampler
@@ -68,9 +72,13 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     coefs = mdct(torch.from_numpy(m), codec.hop)[..., :40]
     y = coefs * codec.model.gains(torch.tensor([5.0]))
     sections, symbols, scales, _ = codec.latent.compress(y)
-    decoded, decoded_scales = codec.latent.decompress(sections, tuple(y.shape))
+    decoded, decoded_scales, fraction = codec.latent.decompress(sections, tuple(y.shape))
     assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
     assert np.abs(symbols).max() > 0
+    levels = bandfill.measure_levels(y, symbols, zero_bin_variance(from_fixed(scales, torch.float64)))
+    assert len(np.unique(levels)) > 2                                    # the levels carry information
+    zeros = torch.from_numpy(symbols == 0)        # the fractions that fill something round trip exactly
+    assert torch.equal(fraction[zeros], bandfill.fill_fraction(levels, y.shape[1])[zeros])
 
 
 def test_speech_quality_and_rate(codec, speech):
@@ -107,6 +115,26 @@ def test_noise_fill_improves_mel_distance_and_decodes_the_same(codec, speech):
     assert np.array_equal(filled, codec.decode(data).samples)
     assert mel_distance(x, filled, rate) < 0.5 * mel_distance(x, plain, rate)
     assert si_sdr(x, filled) > si_sdr(x, plain) - 3
+
+
+def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech):
+    """The coded band levels give a lower mel distance than the fixed, scale-derived fill on the
+    same stream; a stream without the ``bf`` field (older ncodec) decodes with the fixed fill; an
+    unknown fill mode is a clear error."""
+    from ncodec.audio.codec import AudioCodec
+
+    x, rate = speech
+    c = Container.from_bytes(codec.encode(x, rate, kbps=12))
+    assert c.fields["bf"] == 1
+    fixed = AudioCodec("mdct", codec.model, codec.latent, codec.digest, noise_fill=codec.config.noise_fill)
+    band_mel = mel_distance(x, codec.decode(c).samples, rate)
+    fixed_out = fixed.decode(c).samples
+    assert band_mel < 0.85 * mel_distance(x, fixed_out, rate)
+    old = Container(c.codec, c.model, c.weights_digest, {k: v for k, v in c.fields.items() if k != "bf"}, c.sections)
+    assert np.array_equal(codec.decode(old.to_bytes()).samples, fixed_out)
+    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 2}, c.sections)
+    with pytest.raises(CorruptStreamError):
+        codec.decode(bad.to_bytes())
 
 
 def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music):

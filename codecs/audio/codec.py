@@ -9,8 +9,10 @@ on the exact coded size when a bitrate is asked for.  Memory stays bounded by on
 both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
-(samples at the model rate), ``cf`` (frames per chunk), and per chunk ``q`` (quality x 1000),
-``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y`` sections).
+(samples at the model rate), ``cf`` (frames per chunk), ``bf`` (1: each chunk's ``y`` payload ends
+with band fill levels, :mod:`.bandfill`; streams without it use the config's fixed fill), and per
+chunk ``q`` (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and
+``y`` sections).
 """
 from __future__ import annotations
 
@@ -126,7 +128,8 @@ class AudioCodec:
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
                  chunk_frames: int = CHUNK_FRAMES, noise_fill: float | None = None):
-        """``noise_fill`` overrides the model config's zero-bin noise fill (0 = pure MSE decoding)."""
+        """``noise_fill`` overrides the zero-bin noise fill a stream codes (its band levels) or the
+        model config's fraction for older streams (0 = pure MSE decoding)."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
@@ -208,7 +211,7 @@ class AudioCodec:
                 progress(valid)
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
-        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, **chunks}
+        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": 1, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
@@ -290,9 +293,12 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file's chunk table does not match its sections")
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
+        band_fill = c.fields.get("bf", 0)
+        if band_fill not in (0, 1):
+            raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
         last = total - (count - 1) * cf
         sizes = [cf] * (count - 1) + [-(-last // 4) * 4]
-        return {"rate": rate, "ch": ch, "n": n, "m": m, "chunks": list(zip(sizes, q, zl, yl))}
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": bool(band_fill), "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
@@ -304,7 +310,7 @@ class AudioCodec:
             sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
             zpos, ypos = zpos + zl, ypos + yl
             try:
-                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index)
+                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"])
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail
@@ -316,14 +322,16 @@ class AudioCodec:
             if out.shape[1]:
                 yield from_coded_channels(out)
 
-    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int) -> np.ndarray:
+    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
+                      band_fill: bool) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
-        y_sym, log_scale = self.latent.decompress(sections, shape)
+        y_sym, log_scale, fraction = self.latent.decompress(sections, shape, band_fill)
+        fill = self.noise_fill if self.noise_fill is not None or fraction is None else fraction.to(self.device)
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
-            y_rec = self.model.reconstruct(y_hat, log_scale, self.noise_fill, torch.Generator().manual_seed(seed))
+            y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
             return imdct(y_rec / gain, self.hop).cpu().numpy()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:

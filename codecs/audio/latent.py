@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, to_fixed
+from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, from_fixed, to_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..entropy.tables import gaussian_scale_table, gaussian_tables
-from .model import SCALE_MIN, AudioModel, context_inputs, from_grid, log2_magnitude
+from . import bandfill
+from .model import SCALE_MIN, AudioModel, context_inputs, from_grid, log2_magnitude, zero_bin_variance
 
 
 class LogScaleGaussian(GaussianConditional):
@@ -49,7 +50,8 @@ class AudioLatentCodec:
         return hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], mag)))
 
     def compress(self, y: torch.Tensor) -> tuple[dict, np.ndarray, torch.Tensor, float]:
-        """Sections, integer symbols, fixed-point log-scales and the ideal bit count."""
+        """Sections, integer symbols, fixed-point log-scales and the ideal bit count; the ``y``
+        section ends with the chunk's band fill levels (:mod:`.bandfill`)."""
         if y.shape[-1] % 4:
             raise ValueError("chunks must have a multiple of 4 frames")
         with torch.no_grad():
@@ -61,12 +63,17 @@ class AudioLatentCodec:
         self.z_prior.encode(ez, z_sym)
         self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
         self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales)
+        scales = self._merge(hyper, odd_scales)
+        cells = bandfill.coded_cells(y_sym)
+        levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)))
         bits = (self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym[..., 0::2], hyper[..., 0::2])
-                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales))
-        return {"z": ez.finish(), "y": ey.finish()}, y_sym, self._merge(hyper, odd_scales), bits
+                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales) + bandfill.encode_levels(ey, levels, cells))
+        return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
-    def decompress(self, sections: dict, shape: tuple) -> tuple[np.ndarray, torch.Tensor]:
-        """Symbols and fixed-point log-scales of a chunk of ``shape`` (B, bins, 1, T)."""
+    def decompress(self, sections: dict, shape: tuple, band_fill: bool = True
+                   ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
+        """Symbols, fixed-point log-scales and per-coefficient fill fractions of a chunk of ``shape``
+        (B, bins, 1, T); the fractions are None for a stream without band fill levels."""
         b, _, _, t = shape
         z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
         hyper = self._hyper(z_sym)
@@ -75,7 +82,10 @@ class AudioLatentCodec:
         y_sym[..., 0::2] = self.gaussian.decode(dec, hyper[..., 0::2])
         odd_scales = self._odd_log_scales(hyper, y_sym)
         y_sym[..., 1::2] = self.gaussian.decode(dec, odd_scales)
-        return y_sym, self._merge(hyper, odd_scales)
+        fraction = None
+        if band_fill:
+            fraction = bandfill.fill_fraction(bandfill.decode_levels(dec, bandfill.coded_cells(y_sym)), shape[1])
+        return y_sym, self._merge(hyper, odd_scales), fraction
 
     @staticmethod
     def _merge(hyper: torch.Tensor, odd_scales: torch.Tensor) -> torch.Tensor:

@@ -66,17 +66,23 @@ class AudioModelConfig:
 SCALE_MIN = 0.11
 
 
-def zero_bin_fill(log_scale: torch.Tensor, fraction, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random-sign values for coefficients coded as 0, with ``fraction`` times the energy a Gaussian
-    of scale ``exp(log_scale)`` has inside the zero bin (|y| < 1/2): this restores the level of
-    quiet bands (what mel distances and listeners notice) at a bounded cost in MSE.  ``fraction``
-    is a number or a tensor (the learned shaper's); the fill does not train the scales."""
+def zero_bin_variance(log_scale: torch.Tensor) -> torch.Tensor:
+    """float64 energy a Gaussian of scale ``exp(log_scale)`` has inside the zero bin (|y| < 1/2)."""
     sigma = torch.exp(log_scale.detach().double())
     a = 0.5 / sigma
     inside = (2 * torch.special.ndtr(a) - 1).clamp_min(1e-300)
     var = sigma**2 * (1 - 2 * a * torch.exp(-0.5 * a**2) / math.sqrt(2 * math.pi) / inside)
+    return var.clamp_min(0)
+
+
+def zero_bin_fill(log_scale: torch.Tensor, fraction, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random-sign values for coefficients coded as 0, with ``fraction`` times the energy a Gaussian
+    of scale ``exp(log_scale)`` has inside the zero bin: this restores the level of quiet bands
+    (what mel distances and listeners notice) at a bounded cost in MSE.  ``fraction`` is a number
+    or a tensor (the learned shaper's, or the band levels a stream codes, :mod:`.bandfill`); the
+    fill does not train the scales."""
     sign = torch.randint(0, 2, log_scale.shape, generator=generator).to(log_scale.device) * 2 - 1
-    return sign.float() * torch.sqrt(var.clamp_min(0)).float() * fraction**0.5
+    return sign.float() * torch.sqrt(zero_bin_variance(log_scale)).float() * fraction**0.5
 
 
 def log2_magnitude(k: torch.Tensor) -> torch.Tensor:
@@ -196,10 +202,11 @@ class AudioModel(nn.Module):
     def reconstruct(self, y_hat: torch.Tensor, log_scale: torch.Tensor, noise_fill: float | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoded coefficients in the gain domain: non-zero symbols dequantized, zeros noise-filled
-        (``noise_fill`` defaults to the config's).  Training and the decoder both go through here."""
+        with ``noise_fill`` (a number or a per-coefficient tensor; default the config's fraction).
+        Training and the decoder both go through here."""
         fill = self.config.noise_fill if noise_fill is None else noise_fill
         deq = self.dequantize(y_hat, log_scale).float()
-        if not fill:
+        if not isinstance(fill, torch.Tensor) and not fill:
             return deq
         if self.fill is not None:
             shaper = self.fill(_symbol_features(y_hat, log_scale.detach())).float()
