@@ -325,8 +325,8 @@ class AudioCodec:
     def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
                       band_fill: bool) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
-        y_sym, log_scale, fraction = self.latent.decompress(sections, shape, band_fill)
-        fill = self.noise_fill if self.noise_fill is not None or fraction is None else fraction.to(self.device)
+        y_sym, log_scale, fraction = self.latent.decompress(sections, shape, band_fill and self.noise_fill is None)
+        fill = self.noise_fill if fraction is None else fraction.to(self.device)
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)

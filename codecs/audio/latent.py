@@ -64,16 +64,17 @@ class AudioLatentCodec:
         self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
         self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales)
         scales = self._merge(hyper, odd_scales)
-        cells = bandfill.coded_cells(y_sym)
         levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)))
+        level_bits = bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym))
         bits = (self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym[..., 0::2], hyper[..., 0::2])
-                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales) + bandfill.encode_levels(ey, levels, cells))
+                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales) + level_bits)
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
     def decompress(self, sections: dict, shape: tuple, band_fill: bool = True
                    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
         """Symbols, fixed-point log-scales and per-coefficient fill fractions of a chunk of ``shape``
-        (B, bins, 1, T); the fractions are None for a stream without band fill levels."""
+        (B, bins, 1, T); the fractions are None unless ``band_fill`` (the stream codes levels and
+        the caller wants them; they are the ``y`` section's last symbols, so they can be skipped)."""
         b, _, _, t = shape
         z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
         hyper = self._hyper(z_sym)
