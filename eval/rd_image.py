@@ -266,6 +266,23 @@ def add_arguments(p) -> None:
     p.add_argument("--anchor", default="avif")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
+    p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
+                   help="this codec's sweep instead of its default one (repeatable), e.g. ncodec:hyperprior=1,2,4,6")
+
+
+def parse_qualities(specs: list[str]) -> dict[str, list[float]]:
+    """``["CODEC=Q1,Q2,...", ...]`` -> ``{CODEC: [Q1, Q2, ...]}``; ValueError names a malformed one."""
+    out: dict[str, list[float]] = {}
+    for spec in specs:
+        name, _, values = spec.rpartition("=")
+        try:
+            qs = [float(v) for v in values.split(",")]
+        except ValueError:
+            qs = []
+        if not name or not qs or name in out:
+            raise ValueError(f"--qualities {spec!r}: expected CODEC=Q1,Q2,... once per codec")
+        out[name] = qs
+    return out
 
 
 def run(a) -> int:
@@ -277,7 +294,8 @@ def run(a) -> int:
         raise UsageError(f"{folder} is not a folder")
     try:
         summary = run_image_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), per_image=a.per_image,
-                                 anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference])
+                                 anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference],
+                                 qualities=parse_qualities(a.qualities))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = Path(a.out) / "bdrate.md"

@@ -126,3 +126,18 @@ def test_bad_arguments_fail_before_any_work(tmp_path, image_dir, fake_ncodec):
     with pytest.raises(ValueError, match="no lossless images"):
         run_image_eval(empty, ["jpeg"], tmp_path / "o", anchor=None, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_qualities_option(tmp_path, image_dir, capsys):
+    from ncodec.cli import main
+
+    out = tmp_path / "o"
+    args = ["eval", "image", str(image_dir), "--codecs", "jpeg,webp", "--anchor", "jpeg", "--workers", "0",
+            "--out", str(out), "--qualities", "jpeg=30,60,90", "--qualities", "webp=40,80"]
+    assert main(args) == 0
+    assert json.loads((out / "jpeg.json").read_text())["results"]["quality"] == [30, 60, 90]
+    assert json.loads((out / "webp.json").read_text())["results"]["quality"] == [40, 80]
+    for bad in ("jpeg", "jpeg=", "jpeg=a,b", "=5"):
+        assert main(args[:-4] + ["--qualities", bad]) == 2
+        assert "--qualities" in capsys.readouterr().err
+    assert main(args[:-2] + ["--qualities", "jpeg=50"]) == 2     # twice for one codec
