@@ -15,7 +15,7 @@ from .errors import InputError, ModelMismatchError, UsageError
 from .fileio import read_bytes
 
 MODALITIES = ("image", "video", "audio")
-DEFAULT_IMAGE_CODEC = "hyperprior"
+DEFAULT_IMAGE_CODEC = "slice"          # the best shipped model on Kodak (README, "Kodak RD")
 
 
 def assets_dir() -> Path:

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import ncodec
 from ncodec.cli import main
 from conftest import natural_image
 
@@ -18,7 +19,7 @@ def test_encode_info_decode(tmp_path, capsys):
     assert main(["encode", str(src), str(tmp_path / "a.ncz"), "-q", "4", "--device", "cpu"]) == 0
     assert main(["info", str(tmp_path / "a.ncz")]) == 0
     out = capsys.readouterr().out
-    assert "hyperprior" in out and "section  y" in out and "bpp" in out
+    assert ncodec.DEFAULT_IMAGE_CODEC in out and "section  y" in out and "bpp" in out
     assert main(["decode", str(tmp_path / "a.ncz"), str(tmp_path / "b.png"), "--device", "cpu"]) == 0
     assert np.asarray(Image.open(tmp_path / "b.png")).shape == (40, 56, 3)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from ..api import DEFAULT_IMAGE_CODEC as DEFAULT_CODEC
 from ..container import Container
 from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
@@ -14,7 +15,6 @@ CODECS = {
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
     "slice": "channel-slice context model with LRP, variable rate (qualities 1-6)",
 }
-DEFAULT_CODEC = "hyperprior"
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
 ENCODE_OPTIONS: list[tuple[str, dict]] = [     # --quality is common to every modality
     ("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
