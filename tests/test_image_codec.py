@@ -202,12 +202,11 @@ def test_refinement_lowers_the_real_rd_loss(name):
         mse = ((codec.decode(data).astype(np.float64) - img) ** 2).mean()   # 8-bit scale: lambda * mse
         return lam * mse + 8 * len(data) / img[:, :, 0].size
 
-    refined = codec.encode(img, quality=3, refine=40)
+    steps = 100 if name == "slice" else 40          # the slice model's search needs more steps to win here
+    refined = codec.encode(img, quality=3, refine=steps)
     plain = codec.encode(img, quality=3)
-    assert loss(refined) <= loss(plain)             # the encoder keeps the refined latent only if it wins for real
-    if name != "slice":   # the fine-tuned slice model's 40-step search sometimes finds nothing better (then it codes the plain latent)
-        assert loss(refined) < loss(plain)
-    assert codec.encode(img, quality=3, refine=40) == refined
+    assert loss(refined) < loss(plain)              # the encoder keeps the refined latent only if it wins for real
+    assert codec.encode(img, quality=3, refine=steps) == refined
     for bad in (-1, 1.5, 10**9):
         with pytest.raises(UsageError):
             codec.encode(img, quality=3, refine=bad)
