@@ -163,7 +163,10 @@ def noise_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return n, n
 
 
-LIKELIHOOD_FLOOR = 1e-9          # smallest likelihood the rate term sees (CompressAI's bound)
+# Buffers that are constructor constants, never read from a weights file: the shipped files carry
+# the hyper-prior's 1e-9 likelihood bound as 0, which let soft-rounded latents reach zero
+# likelihood (an infinite rate, NaN in encoder-side refinement).
+CONSTANT_BUFFERS = ("likelihood_lower_bound.bound",)
 
 
 def bottleneck_likelihood(bottleneck: EntropyBottleneck, values: torch.Tensor) -> torch.Tensor:
@@ -171,9 +174,8 @@ def bottleneck_likelihood(bottleneck: EntropyBottleneck, values: torch.Tensor) -
     differentiable in the values (its own forward rounds without a gradient outside training)."""
     c = values.shape[1]
     lik, _, _ = bottleneck._likelihood(values.transpose(0, 1).reshape(c, 1, -1))
-    # Not the bottleneck's own LowerBound: the shipped weights carry its 1e-9 bound as 0, and a
-    # zero likelihood makes the rate infinite (refinement then got NaN latents and gave up).
-    lik = lik.clamp_min(LIKELIHOOD_FLOOR)
+    if bottleneck.use_likelihood_bound:
+        lik = bottleneck.likelihood_lower_bound(lik)
     return lik.reshape(c, values.shape[0], *values.shape[2:]).transpose(0, 1)
 
 
@@ -184,7 +186,7 @@ def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Ten
     c = 1.0 / math.sqrt(2.0)
     upper = torch.special.erfc(c * (values - 0.5) / scales)
     lower = torch.special.erfc(c * (values + 0.5) / scales)
-    return (0.5 * (upper - lower)).clamp_min(LIKELIHOOD_FLOOR)
+    return (0.5 * (upper - lower)).clamp_min(1e-9)
 
 
 class ImageModel(nn.Module):
