@@ -6,7 +6,8 @@ count), the range decoder desynchronises.  :class:`FixedPointNet` removes that f
 it re-expresses a trained stack of Conv2d / ConvTranspose2d / ReLU / LeakyReLU layers in
 fixed point and evaluates it with float64 tensors that only ever hold integers whose
 partial sums stay below 2**52.  Every product and every sum is then exact, so the
-result is the same integer for any summation order, BLAS, thread count or device.
+result is the same integer for any summation order, BLAS, thread count or device (on CUDA
+with cuDNN off: its FFT and Winograd algorithms are not exact).
 
 Conventions: activations are integers in Q``ACT_FRAC`` (value = int / 2**ACT_FRAC),
 clamped to +-2**ACT_CLAMP_BITS real units; weights are rounded per layer to the finest
@@ -44,7 +45,7 @@ class _FixedLayer:
         self.kind = type(layer).__name__
         self.layer = layer
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            w = layer.weight.detach().double()
+            w = layer.weight.detach().double().cpu()
             # Worst case |acc| <= max|a| * sum|w| over everything one output can see.
             if isinstance(layer, nn.Conv2d):
                 l1 = w.abs().sum(dim=(1, 2, 3)).max().item()
@@ -56,7 +57,7 @@ class _FixedLayer:
             if self.frac < 4:
                 raise ValueError(f"layer {layer} has weights too large for exact fixed-point evaluation")
             self.weight = torch.round(w * 2.0**self.frac)
-            b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(w.shape[0 if self.kind == "Conv2d" else 1])
+            b = layer.bias.detach().double().cpu() if layer.bias is not None else torch.zeros(w.shape[0 if self.kind == "Conv2d" else 1])
             self.bias = torch.round(b * 2.0 ** (self.frac + ACT_FRAC)).view(1, -1, 1, 1)
         elif isinstance(layer, nn.LeakyReLU):
             self.slope = round(layer.negative_slope * (1 << _SLOPE_FRAC))
@@ -65,16 +66,17 @@ class _FixedLayer:
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         L = self.layer
-        if self.kind == "Conv2d":
-            acc = F.conv2d(a, self.weight.to(a.device), None, L.stride, L.padding, L.dilation, L.groups)
-        elif self.kind == "ConvTranspose2d":
-            acc = F.conv_transpose2d(a, self.weight.to(a.device), None, L.stride, L.padding,
-                                     L.output_padding, L.groups, L.dilation)
-        elif self.kind == "ReLU":
+        if self.kind == "ReLU":
             return a.clamp_min(0)
-        else:  # LeakyReLU
+        if self.kind == "LeakyReLU":
             return torch.where(a < 0, torch.floor(a * self.slope / (1 << _SLOPE_FRAC)), a)
-        acc = acc + self.bias.to(a.device)
+        if self.weight.device != a.device:      # kept on the device of the last call
+            self.weight, self.bias = self.weight.to(a.device), self.bias.to(a.device)
+        if self.kind == "Conv2d":
+            acc = F.conv2d(a, self.weight, None, L.stride, L.padding, L.dilation, L.groups)
+        else:
+            acc = F.conv_transpose2d(a, self.weight, None, L.stride, L.padding, L.output_padding, L.groups, L.dilation)
+        acc = acc + self.bias
         limit = float(1 << (ACT_FRAC + ACT_CLAMP_BITS))
         return torch.floor(acc / 2.0**self.frac).clamp_(-limit, limit)
 

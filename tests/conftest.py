@@ -3,12 +3,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*TF32.*")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests that pin torch's thread count (benchmarks) must not leak it into later tests: float
+    results, and with them encoder-side searches such as refinement, depend on it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def natural_image(h: int = 96, w: int = 128) -> np.ndarray:

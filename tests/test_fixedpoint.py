@@ -1,4 +1,5 @@
 """The fixed-point entropy path gives bit-identical parameters whatever the float setup."""
+import pytest
 import torch
 from torch import nn
 
@@ -54,9 +55,23 @@ def test_batch_position_does_not_matter():
         assert torch.equal(full[i:i + 1], net(x[i:i + 1]))
 
 
-def test_unsupported_layer_is_rejected():
-    import pytest
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")
+def test_cuda_gives_the_cpu_integers(monkeypatch):
+    """On a GPU (float64 with cuDNN off) the networks give exactly the CPU's integers, whole and tiled,
+    at activations near the clamp, where any inexact summation would show."""
+    from ncodec.image.models import context_net
 
+    for net in (make_net(4), context_net(40, 16).eval()):
+        fp = FixedPointNet(net)
+        x = to_fixed(torch.randn(2, net[0].in_channels, 37, 45) * 2000).clamp_(-2.0**24, 2.0**24)
+        cpu = fp(x)
+        assert torch.equal(fp(x.cuda()).cpu(), cpu)
+        monkeypatch.setattr(FixedPointNet, "TILE_BYTES", 8 * fp.cost * 2 * 64)   # 8x8 input tiles
+        assert torch.equal(fp(x.cuda()).cpu(), cpu)
+        monkeypatch.undo()
+
+
+def test_unsupported_layer_is_rejected():
     with pytest.raises(TypeError):
         FixedPointNet(nn.Sequential(nn.Conv2d(2, 2, 3), nn.GELU()))
 

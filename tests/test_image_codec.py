@@ -69,7 +69,7 @@ def exact_latent(codec, data):
     h, w = c.require("h"), c.require("w")
     shape = (1, codec.config.M, (h + 63) // 64 * 4, (w + 63) // 64 * 4)
     out = codec.latent.decode_quantized(c.sections, shape)
-    return torch.cat([out[0], *out[1]], dim=1) if isinstance(out, tuple) else out
+    return (torch.cat([out[0], *out[1]], dim=1) if isinstance(out, tuple) else out).cpu()
 
 
 @pytest.mark.parametrize("name", ["hyperprior", "slice"])
@@ -86,11 +86,12 @@ def test_symbols_independent_of_threads_layout_and_precision(name, photo):
         assert np.abs(codec.decode(data).astype(int) - ref_pixels).max() <= 2
     finally:
         torch.set_num_threads(old)
-    codec.model.to(memory_format=torch.channels_last)
+    codec.model.to(memory_format=torch.contiguous_format)     # the codec runs channels_last
     try:
         assert torch.equal(exact_latent(codec, data), ref_latent)
+        assert np.abs(codec.decode(data).astype(int) - ref_pixels).max() <= 2
     finally:
-        codec.model.to(memory_format=torch.contiguous_format)
+        codec.model.to(memory_format=torch.channels_last)     # load_codec caches this codec
     with torch.autocast("cpu", dtype=torch.bfloat16):
         data_bf16 = codec.encode(photo, quality=3)  # another stream (bf16 analysis), same guarantee
     latent = exact_latent(codec, data_bf16)
@@ -202,7 +203,8 @@ def test_refinement_lowers_the_real_rd_loss(name):
         mse = ((codec.decode(data).astype(np.float64) - img) ** 2).mean()   # 8-bit scale: lambda * mse
         return lam * mse + 8 * len(data) / img[:, :, 0].size
 
-    steps = 100 if name == "slice" else 40          # the slice model's search needs more steps to win here
+    steps = 200 if name == "slice" else 40          # the slice model's search needs more steps to win here
+                                                    # (at 100 it lost on one thread and won on two)
     refined = codec.encode(img, quality=3, refine=steps)
     plain = codec.encode(img, quality=3)
     assert loss(refined) < loss(plain)              # the encoder keeps the refined latent only if it wins for real
@@ -224,3 +226,22 @@ def test_inference_gdn_matches_compressai():
         with torch.no_grad():
             gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
             assert torch.equal(gdn_inference(gdn, x), gdn(x))
+
+
+def test_subpixel_output_layer_matches_transposed_convolution():
+    """The sub-pixel form of a narrow transposed convolution (used for the synthesis transform's
+    output layer) computes the same sums; geometries without that form are left to the layer."""
+    from torch import nn
+    from ncodec.image.models import run_inference, subpixel_inference
+
+    torch.manual_seed(0)
+    for k, s, cin, cout in [(5, 2, 8, 3), (5, 2, 16, 5), (9, 4, 4, 2)]:
+        layer = nn.ConvTranspose2d(cin, cout, k, stride=s, padding=k // 2, output_padding=s - 1).double()
+        x = torch.randn(2, cin, 7, 9, dtype=torch.float64)
+        ref = layer(x)
+        assert torch.allclose(subpixel_inference(layer, x), ref, rtol=0, atol=1e-12)
+        assert torch.allclose(run_inference(nn.Sequential(layer), x), ref, rtol=0, atol=1e-12)
+    odd = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1).double()
+    x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+    assert subpixel_inference(odd, x) is None
+    assert torch.equal(run_inference(nn.Sequential(odd), x), odd(x))

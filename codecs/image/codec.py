@@ -1,7 +1,8 @@
 """The learned image codec: pixels <-> container bytes.
 
 ``ImageCodec`` wires one model's transforms (run on CPU or CUDA, float) to its latent
-codec (exact fixed-point entropy path, CPU) and to the container.  Images of any size
+codec (exact fixed-point entropy parameters on the same device, range coding on the CPU)
+and to the container.  Images of any size
 from 1x1 are padded by edge replication to a multiple of 64 and cropped after decoding.
 
 Channels: RGB is coded as is; grayscale is coded as RGB and returned as one channel;
@@ -94,13 +95,14 @@ class ImageCodec:
         channels_last and bf16 autocast for every layer but the last, which stays float32; about
         2.5x faster on CPUs with AVX512-BF16 or AMX, for about -0.04 dB). The stream's entropy
         path is exact either way, so both decode each other's streams."""
-        self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
+        self.name, self.model, self.digest, self.description = name, model, digest, description
         self.config = model.config
         self.device = torch.device(device)
         self.precision = precision or ("bfloat16" if self.device.type == "cuda" else "float32")
         if self.precision not in ("float32", "bfloat16"):
             raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
         self.model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.latent = latent.to(self.device)
         # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"); encode also
         # the symbols range-coded and their ideal bits
         self.stats: dict[str, float] = {}
@@ -130,7 +132,7 @@ class ImageCodec:
         def mixed(t):
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 hidden = run_inference(net[:-1], t.contiguous(memory_format=torch.channels_last))
-            return net[-1](hidden.float()).float()
+            return run_inference(net[-1:], hidden.float()).float()
 
         return mixed
 
@@ -217,7 +219,7 @@ class ImageCodec:
 
     def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
         t0, c0 = time.perf_counter(), coder_totals()[0]
-        y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1, device=self.device)
+        y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1)
         t1, coding = time.perf_counter(), coder_totals()[0] - c0
         _, inv_gain = self._gains(q)
         x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,

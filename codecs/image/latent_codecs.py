@@ -3,9 +3,11 @@
 Each one turns an analysis latent ``y`` into byte sections plus the model's ideal bit count
 (``compress``) and byte sections back into the quantized latent ``y_hat`` (``decompress``),
 in the composable style of CompressAI's ``latent_codecs``.  Every number that reaches the range coder comes from exact fixed-point
-networks (:class:`ncodec.entropy.FixedPointNet`) evaluated on the CPU, so a stream encoded
-on one machine or device decodes bit-exactly on any other.  Only the reconstruction
-refinements (latent residual prediction) run in float on the transform device.
+networks (:class:`ncodec.entropy.FixedPointNet`), so a stream encoded on one machine or
+device decodes bit-exactly on any other.  Those networks run on the codec's device (float64
+holding integers is exact on a GPU too: any summation order gives the same integers); the
+range coder and its table lookups run on the CPU.  The reconstruction refinements (latent
+residual prediction) run in float on the transform device.
 """
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ _ONE = float(1 << ACT_FRAC)
 
 
 def _symbols_to_fixed(symbols: np.ndarray, means_fixed: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(symbols).double() * _ONE + means_fixed
+    return torch.from_numpy(symbols).to(means_fixed.device).double() * _ONE + means_fixed
 
 
 def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
     """Encoder side: round(y - mean) with the exact fixed-point mean (in place: large latents)."""
-    d = y.detach().cpu().double()
-    return d.sub_(means_fixed, alpha=1 / _ONE).round_().long().numpy()
+    d = y.detach().to(means_fixed.device, torch.float64, copy=True)
+    return d.sub_(means_fixed, alpha=1 / _ONE).round_().long().cpu().numpy()
 
 
 def _decode_z(z_prior: FactorizedPrior, sections: dict, y_shape: tuple) -> np.ndarray:
@@ -35,7 +37,20 @@ def _decode_z(z_prior: FactorizedPrior, sections: dict, y_shape: tuple) -> np.nd
     return z_prior.decode(SymbolDecoder(sections["z"]), (n, len(z_prior.medians_fixed), h // 4, w // 4))
 
 
-class FactorizedLatentCodec:
+class _LatentCodec:
+    """Where the exact fixed-point networks run (the CPU until :meth:`to` moves them)."""
+
+    device = torch.device("cpu")
+
+    def to(self, device) -> "_LatentCodec":
+        self.device = torch.device(device)
+        return self
+
+    def _dequantize_z(self, z_prior: FactorizedPrior, z_sym: np.ndarray) -> torch.Tensor:
+        return z_prior.dequantize_fixed(z_sym).to(self.device)
+
+
+class FactorizedLatentCodec(_LatentCodec):
     """y coded directly with a per-channel factorized prior (one prior per quality level)."""
 
     def __init__(self, priors: list[FactorizedPrior]):
@@ -53,11 +68,11 @@ class FactorizedLatentCodec:
         prior = self.priors[level]
         return prior.dequantize_fixed(prior.decode(SymbolDecoder(sections["y"]), shape))
 
-    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         return from_fixed(self.decode_quantized(sections, shape, level))
 
 
-class HyperpriorLatentCodec:
+class HyperpriorLatentCodec(_LatentCodec):
     """Mean-scale hyperprior: z with a factorized prior, y with Gaussians whose mean and
     scale come from the fixed-point hyper synthesis.  ``layout`` names the order of the
     hyper-synthesis outputs ("means,scales", "scales,means" or "scales"); ``abs_input`` feeds
@@ -71,7 +86,7 @@ class HyperpriorLatentCodec:
         self.layout = layout
 
     def _params(self, z_sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+        out = self.h_s(self._dequantize_z(self.z_prior, z_sym))
         if self.layout == "scales":
             return torch.zeros_like(out), out
         a, b = out.chunk(2, dim=1)
@@ -93,11 +108,11 @@ class HyperpriorLatentCodec:
         means, scales = self._params(_decode_z(self.z_prior, sections, shape))
         return _symbols_to_fixed(self.gaussian.decode(SymbolDecoder(sections["y"]), scales), means)
 
-    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         return from_fixed(self.decode_quantized(sections, shape, level))
 
 
-class SliceLatentCodec:
+class SliceLatentCodec(_LatentCodec):
     """Channel-slice context model: slice i's mean and scale come (in fixed point) from the
     hyper features and the slices before it; latent residual prediction refines the
     reconstruction in float afterwards."""
@@ -111,9 +126,9 @@ class SliceLatentCodec:
         self.z_prior = z_prior
         self.gaussian = GaussianConditional()
 
-    def _refine(self, hyper_fixed: torch.Tensor, slices_fixed: list[torch.Tensor], device) -> torch.Tensor:
-        hyper = from_fixed(hyper_fixed).to(device)
-        coded = [from_fixed(s).to(device) for s in slices_fixed]
+    def _refine(self, hyper_fixed: torch.Tensor, slices_fixed: list[torch.Tensor]) -> torch.Tensor:
+        hyper = from_fixed(hyper_fixed)
+        coded = [from_fixed(s) for s in slices_fixed]
         out = []
         for i, y_i in enumerate(coded):
             residual = self.lrp[i](torch.cat([hyper, *coded[: i + 1]], dim=1)).float()
@@ -122,7 +137,7 @@ class SliceLatentCodec:
 
     def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
-        hyper = self.h_s(self.z_prior.dequantize_fixed(z_sym))
+        hyper = self.h_s(self._dequantize_z(self.z_prior, z_sym))
         ez, ey = SymbolEncoder(), SymbolEncoder()
         self.z_prior.encode(ez, z_sym)
         bits = self.z_prior.ideal_bits(z_sym)
@@ -137,7 +152,7 @@ class SliceLatentCodec:
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, list]:
         """Exact fixed-point hyper features and quantized slices, before latent residual prediction."""
-        hyper = self.h_s(self.z_prior.dequantize_fixed(_decode_z(self.z_prior, sections, shape)))
+        hyper = self.h_s(self._dequantize_z(self.z_prior, _decode_z(self.z_prior, sections, shape)))
         dy = SymbolDecoder(sections["y"])
         coded = []
         for ctx in self.context:
@@ -145,6 +160,6 @@ class SliceLatentCodec:
             coded.append(_symbols_to_fixed(self.gaussian.decode(dy, scales), means))
         return hyper, coded
 
-    def decompress(self, sections: dict, shape: tuple, level: int = 0, device="cpu") -> torch.Tensor:
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         hyper, coded = self.decode_quantized(sections, shape, level)
-        return self._refine(hyper, coded, device)
+        return self._refine(hyper, coded)

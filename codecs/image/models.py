@@ -98,11 +98,52 @@ def gdn_inference(gdn: GDN, x: torch.Tensor) -> torch.Tensor:
     return (norm.sqrt_() if gdn.inverse else norm.rsqrt_()).mul_(x)
 
 
+SUBPIXEL_MAX_OUT = 16   # transposed convolutions with at most this many outputs run as sub-pixel convolutions
+
+
+def subpixel_inference(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor | None:
+    """``layer(x)`` computed as a stride-1 convolution with s*s times the outputs followed by a pixel
+    shuffle (the same sums, another order): 2.4x faster than oneDNN's transposed convolution for
+    the 3-channel output layer of a synthesis transform (128 -> 3 channels at 256x384, float32,
+    one thread), though slower for wide layers.  None if the layer's geometry has no such form."""
+    (k, kw), (st, sw), (p, pw), (op, opw) = layer.kernel_size, layer.stride, layer.padding, layer.output_padding
+    if (k, st, p, op) != (kw, sw, pw, opw) or layer.groups != 1 or layer.dilation != (1, 1) or k + op != 2 * p + st:
+        return None
+    # output row s*i + a takes input row i + d through kernel tap a + p - s*d, for every d with a valid tap
+    d_lo, d_hi = -((k - 1 - p) // st), (p + st - 1) // st
+    if -d_lo != d_hi:
+        return None
+    taps = 2 * d_hi + 1
+    w = layer.weight                                    # (in, out, k, k)
+    kernel = w.new_zeros(layer.out_channels, st, st, layer.in_channels, taps, taps)
+    for a in range(st):
+        for j in range(taps):
+            ky = a + p - st * (j + d_lo)
+            if not 0 <= ky < k:
+                continue
+            for b in range(st):
+                for i in range(taps):
+                    kx = b + p - st * (i + d_lo)
+                    if 0 <= kx < k:
+                        kernel[:, a, b, :, j, i] = w[:, :, ky, kx].t()
+    bias = None if layer.bias is None else layer.bias.repeat_interleave(st * st)
+    y = nn.functional.conv2d(x, kernel.reshape(-1, layer.in_channels, taps, taps).to(x.dtype),
+                             None if bias is None else bias.to(x.dtype), padding=d_hi)
+    return nn.functional.pixel_shuffle(y, st)
+
+
 @torch.no_grad()
 def run_inference(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """A transform's forward pass for coding: GDN layers of a Sequential through :func:`gdn_inference`."""
+    """A transform's forward pass for coding: GDN layers of a Sequential through :func:`gdn_inference`,
+    narrow transposed convolutions through :func:`subpixel_inference`."""
     for layer in (net if isinstance(net, nn.Sequential) else (net,)):
-        x = gdn_inference(layer, x) if isinstance(layer, GDN) else layer(x)
+        if isinstance(layer, GDN):
+            x = gdn_inference(layer, x)
+        elif isinstance(layer, nn.ConvTranspose2d) and layer.out_channels <= SUBPIXEL_MAX_OUT:
+            y = subpixel_inference(layer, x)
+            x = layer(x) if y is None else y
+        else:
+            x = layer(x)
     return x
 
 
