@@ -46,8 +46,9 @@ class _LatentCodec:
         self.device = torch.device(device)
         return self
 
-    def _dequantize_z(self, z_prior: FactorizedPrior, z_sym: np.ndarray) -> torch.Tensor:
-        return z_prior.dequantize_fixed(z_sym).to(self.device)
+    def _hyper_features(self, z_sym: np.ndarray) -> torch.Tensor:
+        """Codecs with a hyper-prior (``z_prior``, fixed-point ``h_s``): h_s of the hyper-latent symbols."""
+        return self.h_s(self.z_prior.dequantize_fixed(z_sym).to(self.device))
 
 
 class FactorizedLatentCodec(_LatentCodec):
@@ -86,7 +87,7 @@ class HyperpriorLatentCodec(_LatentCodec):
         self.layout = layout
 
     def _params(self, z_sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.h_s(self._dequantize_z(self.z_prior, z_sym))
+        out = self._hyper_features(z_sym)
         if self.layout == "scales":
             return torch.zeros_like(out), out
         a, b = out.chunk(2, dim=1)
@@ -137,7 +138,7 @@ class SliceLatentCodec(_LatentCodec):
 
     def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
-        hyper = self.h_s(self._dequantize_z(self.z_prior, z_sym))
+        hyper = self._hyper_features(z_sym)
         ez, ey = SymbolEncoder(), SymbolEncoder()
         self.z_prior.encode(ez, z_sym)
         bits = self.z_prior.ideal_bits(z_sym)
@@ -152,7 +153,7 @@ class SliceLatentCodec(_LatentCodec):
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, list]:
         """Exact fixed-point hyper features and quantized slices, before latent residual prediction."""
-        hyper = self.h_s(self._dequantize_z(self.z_prior, _decode_z(self.z_prior, sections, shape)))
+        hyper = self._hyper_features(_decode_z(self.z_prior, sections, shape))
         dy = SymbolDecoder(sections["y"])
         coded = []
         for ctx in self.context:

@@ -114,21 +114,15 @@ def subpixel_inference(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tens
     if -d_lo != d_hi:
         return None
     taps = 2 * d_hi + 1
-    w = layer.weight                                    # (in, out, k, k)
-    kernel = w.new_zeros(layer.out_channels, st, st, layer.in_channels, taps, taps)
-    for a in range(st):
-        for j in range(taps):
-            ky = a + p - st * (j + d_lo)
-            if not 0 <= ky < k:
-                continue
-            for b in range(st):
-                for i in range(taps):
-                    kx = b + p - st * (i + d_lo)
-                    if 0 <= kx < k:
-                        kernel[:, a, b, :, j, i] = w[:, :, ky, kx].t()
+    dev = layer.weight.device
+    phase, tap = torch.arange(st, device=dev).view(-1, 1), torch.arange(taps, device=dev).view(1, -1)
+    k_index = phase + p - st * (tap + d_lo)                       # (phase, tap) -> kernel tap, k = none
+    k_index = torch.where((k_index >= 0) & (k_index < k), k_index, k)
+    w = nn.functional.pad(layer.weight, (0, 1, 0, 1))             # (in, out, k+1, k+1), tap k is zero
+    kernel = w[:, :, k_index[:, :, None, None], k_index[None, None, :, :]]   # (in, out, a, j, b, i)
+    kernel = kernel.permute(1, 2, 4, 0, 3, 5).reshape(-1, layer.in_channels, taps, taps)
     bias = None if layer.bias is None else layer.bias.repeat_interleave(st * st)
-    y = nn.functional.conv2d(x, kernel.reshape(-1, layer.in_channels, taps, taps).to(x.dtype),
-                             None if bias is None else bias.to(x.dtype), padding=d_hi)
+    y = nn.functional.conv2d(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype), padding=d_hi)
     return nn.functional.pixel_shuffle(y, st)
 
 
