@@ -10,6 +10,7 @@ RGBA codes the colour lossy and the alpha plane *losslessly* in its own section.
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -28,6 +29,7 @@ STRIDE = 16                  # pixels per latent position
 MAX_PIXELS = 200_000_000     # like Pillow's decompression-bomb guard: refuse larger images
 MAX_SIDE = 1 << 16
 MAX_REFINE_STEPS = 10_000
+PIXEL_CENTRE = 0.5           # bf16 synthesis: the output layer computes pixels minus this (see _synthesise)
 
 
 def _alpha_table(hist: list[int]):
@@ -92,9 +94,9 @@ class ImageCodec:
         """``model`` provides ``g_a``, ``g_s``, ``gains(q)`` and ``config``; ``latent`` is a latent codec.
 
         ``precision`` of the transforms: "float32" (default on CPU) or "bfloat16" (default on CUDA:
-        channels_last and bf16 autocast for every layer but the last, which stays float32; about
-        2.5x faster on CPUs with AVX512-BF16 or AMX, for about -0.04 dB). The stream's entropy
-        path is exact either way, so both decode each other's streams."""
+        channels_last and bf16 autocast; about 2.5x faster on CPUs with AVX512-BF16 or AMX, for
+        about -0.04 dB). The stream's entropy path is exact either way, so both decode each
+        other's streams."""
         self.name, self.model, self.digest, self.description = name, model, digest, description
         self.config = model.config
         self.device = torch.device(device)
@@ -103,6 +105,9 @@ class ImageCodec:
             raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
         self.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.latent = latent.to(self.device)
+        # the synthesis's output layer with its bias lowered by PIXEL_CENTRE (bf16 decoding, see _synthesise)
+        self._centred_output = copy.deepcopy(self.model.g_s[-1])
+        self._centred_output.bias.data -= PIXEL_CENTRE
         # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"); encode also
         # the symbols range-coded and their ideal bits
         self.stats: dict[str, float] = {}
@@ -123,18 +128,27 @@ class ImageCodec:
     def _gains(self, q: float):
         return self.model.gains(torch.tensor([q - 1.0], device=self.device))
 
-    def _runner(self, net):
-        """``net`` (a transform) as a float32 inference function in this codec's precision,
-        channels_last throughout (1.5x faster than contiguous float32 on an AVX2 CPU)."""
+    def _analyse(self, x: torch.Tensor) -> torch.Tensor:
+        """g_a in this codec's precision, channels_last (1.5x faster than contiguous float32 on an
+        AVX2 CPU). In bfloat16 its last layer stays float32: the latent's rounding needs it."""
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.precision == "float32":
-            return lambda t: run_inference(net, t.contiguous(memory_format=torch.channels_last)).float()
+            return run_inference(self.model.g_a, x).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            hidden = run_inference(self.model.g_a[:-1], x)
+        return run_inference(self.model.g_a[-1:], hidden.float()).float()
 
-        def mixed(t):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                hidden = run_inference(net[:-1], t.contiguous(memory_format=torch.channels_last))
-            return run_inference(net[-1:], hidden.float()).float()
-
-        return mixed
+    def _synthesise(self, y: torch.Tensor) -> torch.Tensor:
+        """g_s in this codec's precision, channels_last. In bfloat16 it runs in bf16 to the end, the
+        output layer computing pixels minus PIXEL_CENTRE so that bf16's rounding of an output in
+        [0, 1] stays within 2**-10 (measured on 4 Kodak images: within 0.025 dB of a float32 output
+        layer, 18 % faster decoding on an AMX CPU)."""
+        y = y.contiguous(memory_format=torch.channels_last)
+        if self.precision == "float32":
+            return run_inference(self.model.g_s, y).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            hidden = run_inference(self.model.g_s[:-1], y)
+            return run_inference(self._centred_output, hidden).float().add_(PIXEL_CENTRE)
 
     @torch.no_grad()
     def encode(self, image, quality: float | None = None, refine: int = 0) -> bytes:
@@ -154,7 +168,7 @@ class ImageCodec:
         pad = (0, (-w) % PAD, 0, (-h) % PAD)
         x = F.pad(x, pad, mode="replicate")
         gain, _ = self._gains(q)
-        y = run_tiled(self._runner(self.model.g_a), x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
+        y = run_tiled(self._analyse, x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
         if refine:
             from .refine import refine_latent
 
@@ -222,7 +236,7 @@ class ImageCodec:
         y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1)
         t1, coding = time.perf_counter(), coder_totals()[0] - c0
         _, inv_gain = self._gains(q)
-        x_hat = run_tiled(self._runner(self.model.g_s), y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
+        x_hat = run_tiled(self._synthesise, y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
                           self.margin)[0, :, :h, :w]
         out = x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         self.stats = {"entropy": t1 - t0, "coding": coding, "transform": time.perf_counter() - t1}
