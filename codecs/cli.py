@@ -34,8 +34,11 @@ def _quiet_warnings() -> None:
 def _init_worker(threads: int) -> None:
     import torch
 
+    from .allocator import keep_freed_memory
+
     torch.set_num_threads(threads)
     _quiet_warnings()
+    keep_freed_memory()
 
 
 def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
@@ -271,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--quality", type=float, default=None, help="default 3")
     img.add_argument("--limit", type=int, default=None, help="use only the first N images")
     img.add_argument("--precision", choices=["float32", "bfloat16"], default=None, help="transform precision")
+    img.add_argument("--compile", action="store_true",
+                     help="run the transforms through torch.compile (compiled for every image size before timing)")
     img.add_argument("--compressai", action="store_true", help="also run the same models through CompressAI's own path")
     img.add_argument("--classical", default=None,
                      help="Pillow codecs timed at the first model's bpp (default avif,webp; 'none' for none)")
@@ -292,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ncodec bench: the options that belong to one modality only (dest -> modality)
-BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compressai": "image", "classical": "image",
+BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compile": "image", "compressai": "image", "classical": "image",
                  "size": "video", "epochs": "video", "max_frames": "video", "kbps": "audio", "seconds": "audio"}
 
 
@@ -349,7 +354,10 @@ def cmd_plot(a) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``ncodec`` command; returns the exit code."""
+    from .allocator import keep_freed_memory
+
     _quiet_warnings()
+    keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

@@ -19,6 +19,7 @@ from scipy.special import ndtr, ndtri
 
 PROB_GRID = 2.0**40
 TAIL_MASS = 1e-9
+IDEAL_BITS_CHUNK = 1 << 20
 
 
 def _snap(p: np.ndarray) -> np.ndarray:
@@ -55,14 +56,16 @@ class TableSet:
 
     def ideal_bits(self, symbols: np.ndarray, table_index: np.ndarray) -> float:
         """-sum log2 P(symbol) under these (normalised) tables; escapes count their escape entry only."""
-        symbols = np.asarray(symbols, dtype=np.int64).ravel()
-        table_index = np.asarray(table_index, dtype=np.int64).ravel()
-        rel = symbols - self.offsets[table_index]
-        lengths = self.lengths[table_index]
-        col = np.where((rel < 0) | (rel >= lengths), lengths, rel)
-        norm = self.pmfs.sum(axis=1)
-        p = self.pmfs[table_index, col] / norm[table_index]
-        return float(-np.log2(p).sum())
+        symbols, table_index = np.ravel(symbols), np.ravel(table_index)
+        log_norm = np.log2(self.pmfs.sum(axis=1))
+        bits = 0.0
+        for start in range(0, len(symbols), IDEAL_BITS_CHUNK):     # bounded temporaries on huge latents
+            idx = table_index[start:start + IDEAL_BITS_CHUNK].astype(np.int64)
+            rel = symbols[start:start + IDEAL_BITS_CHUNK].astype(np.int64) - self.offsets[idx]
+            lengths = self.lengths[idx]
+            col = np.where((rel < 0) | (rel >= lengths), lengths, rel)
+            bits += float((log_norm[idx] - np.log2(self.pmfs[idx, col])).sum())
+        return bits
 
 
 def stack_rows(rows: list[np.ndarray], offsets: list[int]) -> TableSet:

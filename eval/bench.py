@@ -151,11 +151,14 @@ def _bench_pillow(name: str, images: dict, target_bpp: dict) -> dict:
 
 
 def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device: str = "cpu", limit: int = 0,
-                compressai: bool = False, precision: str | None = None, classical=("avif", "webp")) -> dict:
+                compressai: bool = False, precision: str | None = None, classical=("avif", "webp"),
+                compile: bool = False) -> dict:
     """Per model: MP/s for encode and decode, time split into transforms, entropy parameters and
     range coding, coded vs ideal bits, PSNR; with ``compressai``, the same model run through
     CompressAI's own path (factorized and hyperprior), whole and its entropy coders alone; each of
-    the ``classical`` Pillow codecs at the bpp of the first model, image by image."""
+    the ``classical`` Pillow codecs at the bpp of the first model, image by image. With
+    ``compile`` the transforms run through ``torch.compile``, compiled for every image size
+    before the timing starts (those seconds are reported apart, as ``compile_s``)."""
     import ncodec
     from ncodec.container import Container
     from ncodec.image.compressai_wrap import to_compressai
@@ -169,9 +172,13 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
               "classical": {}}
     first_bpp = {}
     for model in models:
-        codec = ncodec.load_codec(model, device=device, precision=precision)
-        report["precision"] = codec.precision
-        codec.decode(codec.encode(images[names[0]][:64, :64], quality))  # warm-up
+        codec = ncodec.load_codec(model, device=device, precision=precision, compile=compile)
+        report["precision"], report["compiled"] = codec.precision, codec.compiled
+        t0 = time.perf_counter()
+        warm_ups = {img.shape: img for img in images.values()}.values() if compile else [images[names[0]][:64, :64]]
+        for img in warm_ups:
+            codec.decode(codec.encode(img, quality))
+        compile_s = time.perf_counter() - t0 if compile else 0.0
         acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "enc_transform_s": 0.0, "enc_entropy_s": 0.0,
                "enc_coding_s": 0.0, "dec_transform_s": 0.0, "dec_entropy_s": 0.0, "dec_coding_s": 0.0,
                "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0, "symbols": 0, "psnr_sum": 0.0}
@@ -204,7 +211,8 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
                                         "dec_s": acc["dec_coding_s"], "coded_bits": acc["coded_bits"],
                                         "ideal_bits": acc["ideal_bits"]}),
                "container_overhead_pct": 100 * (acc["file_bits"] / acc["coded_bits"] - 1),
-               "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names), **acc}
+               "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names),
+               "compile_s": compile_s, **acc}
         for side in ("enc", "dec"):
             total = acc[f"{side}_s"]
             row[f"{side}_shares"] = {"transform": acc[f"{side}_transform_s"] / total,
@@ -224,7 +232,7 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
 def format_report(report: dict) -> str:
     """Markdown tables of a :func:`bench_image` report."""
     lines = [f"machine: {json.dumps(report['machine'])}; quality {report['quality']}, {report['images']} images, "
-             f"transforms in {report.get('precision')}",
+             f"transforms in {report.get('precision')}" + (", compiled" if report.get("compiled") else ""),
              "| model | encode MP/s | decode MP/s | encode: transform / entropy parameters / coding | "
              "decode: transform / entropy parameters / coding | coder overhead | container overhead | bpp | PSNR dB |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -67,3 +67,21 @@ def test_batch_keeps_going(tmp_path, capsys):
     out = capsys.readouterr()
     assert "c.png" in out.err and "2 of 3 files done, 1 failed" in out.out
     assert main(["encode", str(src), str(tmp_path / "out2"), "--jobs", "0"]) == 2
+
+
+def test_command_keeps_freed_memory_on_glibc(monkeypatch):
+    """The command (not the library) sets glibc's malloc to reuse freed memory; elsewhere a no-op."""
+    import platform
+    import subprocess
+    import sys
+
+    import ncodec.allocator
+
+    calls = []
+    monkeypatch.setattr(ncodec.allocator, "keep_freed_memory", lambda: calls.append(1))
+    assert main(["no-such-command"]) != 0 and calls == [1]
+
+    code = "import ncodec.allocator as a; print(a.keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out[0] == str(on_glibc)

@@ -112,3 +112,34 @@ def test_large_tensors_are_coded_in_bounded_chunks(monkeypatch):
     sym[[5, 999, 1000, 2500, 4320]] = [10**7, -(10**8), 3 * 10**9, -5, 2**40]   # escapes in several chunks
     data = roundtrip(sym.reshape(29, 149), idx.reshape(29, 149))
     assert len(data) * 8 <= TABLES.ideal_bits(sym, idx) * 1.01 + 400
+
+
+def test_ideal_bits_in_chunks_equal_the_whole(monkeypatch):
+    """The ideal bit count is summed chunk by chunk (bounded memory) to the same total."""
+    from ncodec.entropy import tables
+
+    rng = np.random.default_rng(4)
+    idx = rng.integers(0, len(SCALES), 5000)
+    sym = np.round(rng.normal(size=idx.shape) * SCALES[idx]).astype(np.int64)
+    sym[[3, 4999]] = [10**6, -(10**7)]                                       # escapes count their entry
+    p = TABLES.pmfs / TABLES.pmfs.sum(axis=1, keepdims=True)
+    rel = sym - TABLES.offsets[idx]
+    col = np.where((rel < 0) | (rel >= TABLES.lengths[idx]), TABLES.lengths[idx], rel)
+    expected = -np.log2(p[idx, col]).sum()
+    monkeypatch.setattr(tables, "IDEAL_BITS_CHUNK", 777)
+    assert TABLES.ideal_bits(sym, idx) == pytest.approx(expected, rel=1e-12)
+
+
+def test_grouping_by_table_keeps_position_order():
+    """Symbols are grouped by table (16-bit radix sort, or a plain sort for wider indices), each
+    group in position order, tables in increasing order."""
+    from ncodec.entropy.coder import _groups
+
+    rng = np.random.default_rng(5)
+    for high in (70, 1 << 20):
+        idx = rng.integers(0, high, 20_000)
+        groups = _groups(idx)
+        assert [t for t, _ in groups] == sorted(set(idx.tolist()))
+        for t, positions in groups:
+            np.testing.assert_array_equal(positions, np.flatnonzero(idx == t))
+    assert _groups(np.zeros(0, dtype=np.int64)) == []

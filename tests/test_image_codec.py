@@ -1,4 +1,6 @@
 """The learned image codecs through the Python API."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -69,7 +71,7 @@ def exact_latent(codec, data):
     h, w = c.require("h"), c.require("w")
     shape = (1, codec.config.M, (h + 63) // 64 * 4, (w + 63) // 64 * 4)
     out = codec.latent.decode_quantized(c.sections, shape)
-    return (torch.cat([out[0], *out[1]], dim=1) if isinstance(out, tuple) else out).cpu()
+    return (torch.cat(out, dim=1) if isinstance(out, tuple) else out).cpu()
 
 
 @pytest.mark.parametrize("name", ["hyperprior", "slice"])
@@ -175,6 +177,17 @@ def test_bfloat16_transforms_interoperate(photo):
     assert abs(psnr(photo, fast.decode(data)) - psnr(photo, exact.decode(data))) < 0.3
     with pytest.raises(UsageError):
         ncodec.load_codec("hyperprior", "cpu", precision="float8")
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_transforms_interoperate(photo):
+    """torch.compile'd transforms make streams the eager codec decodes, at the same quality."""
+    compiled = ncodec.load_codec("factorized", "cpu", compile=True)
+    eager = ncodec.load_codec("factorized", "cpu")
+    assert compiled.compiled and not eager.compiled
+    data = compiled.encode(photo, quality=3)
+    assert abs(psnr(photo, eager.decode(data)) - psnr(photo, eager.decode(eager.encode(photo, quality=3)))) < 0.05
+    assert abs(psnr(photo, compiled.decode(data)) - psnr(photo, eager.decode(data))) < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")

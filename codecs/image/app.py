@@ -31,7 +31,7 @@ def accepts(path: Path) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _load(name: str, device: str, weights: str | None, precision: str | None):
+def _load(name: str, device: str, weights: str | None, precision: str | None, compile: bool):
     from ..api import assets_dir
     from .codec import ImageCodec, latent_codec_for
     from .weights import load_weights
@@ -40,13 +40,15 @@ def _load(name: str, device: str, weights: str | None, precision: str | None):
         raise UsageError(f"unknown image codec {name!r}; available: {', '.join(CODECS)}")
     loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name])
     return ImageCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
-                      device=device, description=CODECS[name], precision=precision)
+                      device=device, description=CODECS[name], precision=precision, compile=compile)
 
 
-def load_codec(name: str, device: str, weights: str | Path | None = None, precision: str | None = None):
+def load_codec(name: str, device: str, weights: str | Path | None = None, precision: str | None = None,
+               compile: bool = False):
     """The :class:`~ncodec.image.codec.ImageCodec` of a shipped model (or of another weights file);
-    ``precision`` "float32" or "bfloat16" for the transforms (default: bf16 on CUDA only)."""
-    return _load(name, device, str(weights) if weights else None, precision)
+    ``precision`` "float32" or "bfloat16" for the transforms (default: bf16 on CUDA only);
+    ``compile`` runs them through ``torch.compile``."""
+    return _load(name, device, str(weights) if weights else None, precision, bool(compile))
 
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:

@@ -22,7 +22,8 @@ _ONE = float(1 << ACT_FRAC)
 
 
 def _symbols_to_fixed(symbols: np.ndarray, means_fixed: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(symbols).to(means_fixed.device).double() * _ONE + means_fixed
+    """Decoded symbols + the exact fixed-point means -> the quantized latent in fixed point (in place: large latents)."""
+    return torch.from_numpy(symbols).to(means_fixed.device, torch.float64).mul_(_ONE).add_(means_fixed)
 
 
 def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
@@ -127,40 +128,52 @@ class SliceLatentCodec(_LatentCodec):
         self.z_prior = z_prior
         self.gaussian = GaussianConditional()
 
-    def _refine(self, hyper_fixed: torch.Tensor, slices_fixed: list[torch.Tensor]) -> torch.Tensor:
-        hyper = from_fixed(hyper_fixed)
-        coded = [from_fixed(s) for s in slices_fixed]
+    def _context_buffer(self, hyper: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One fixed-point tensor holding the hyper features and then every slice as it is coded, and
+        the hyper features' channel count: slice i's context network reads a leading channel range
+        of it (a view), so the growing context is never concatenated into copies (large images)."""
+        n, c, h, w = hyper.shape
+        buf = hyper.new_empty((n, c + self.offsets[-1], h, w))
+        buf[:, :c] = hyper
+        return buf, c
+
+    def _refine(self, buf: torch.Tensor, c: int) -> torch.Tensor:
+        """Latent residual prediction over a decoded context buffer -> the float latent."""
+        feats = from_fixed(buf)
         out = []
-        for i, y_i in enumerate(coded):
-            residual = self.lrp[i](torch.cat([hyper, *coded[: i + 1]], dim=1)).float()
-            out.append(y_i + 0.5 * torch.tanh(residual))
+        for i, lrp in enumerate(self.lrp):
+            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+            out.append(feats[:, lo:hi] + 0.5 * torch.tanh(lrp(feats[:, :hi]).float()))
         return torch.cat(out, dim=1)
 
     def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
-        hyper = self._hyper_features(z_sym)
+        buf, c = self._context_buffer(self._hyper_features(z_sym))
         ez, ey = SymbolEncoder(), SymbolEncoder()
         self.z_prior.encode(ez, z_sym)
         bits = self.z_prior.ideal_bits(z_sym)
-        coded = []
         for i, ctx in enumerate(self.context):
-            means, scales = ctx(torch.cat([hyper, *coded], dim=1)).chunk(2, dim=1)
+            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+            means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
             sym = _residual_symbols(y[:, self.offsets[i]:self.offsets[i + 1]], means)
             self.gaussian.encode(ey, sym, scales)
             bits += self.gaussian.ideal_bits(sym, scales)
-            coded.append(_symbols_to_fixed(sym, means))
+            buf[:, lo:hi] = _symbols_to_fixed(sym, means)
         return {"z": ez.finish(), "y": ey.finish()}, bits
 
-    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, list]:
-        """Exact fixed-point hyper features and quantized slices, before latent residual prediction."""
-        hyper = self._hyper_features(_decode_z(self.z_prior, sections, shape))
+    def _decode_buffer(self, sections: dict, shape: tuple) -> tuple[torch.Tensor, int]:
+        buf, c = self._context_buffer(self._hyper_features(_decode_z(self.z_prior, sections, shape)))
         dy = SymbolDecoder(sections["y"])
-        coded = []
-        for ctx in self.context:
-            means, scales = ctx(torch.cat([hyper, *coded], dim=1)).chunk(2, dim=1)
-            coded.append(_symbols_to_fixed(self.gaussian.decode(dy, scales), means))
-        return hyper, coded
+        for i, ctx in enumerate(self.context):
+            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+            means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
+            buf[:, lo:hi] = _symbols_to_fixed(self.gaussian.decode(dy, scales), means)
+        return buf, c
+
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact fixed-point hyper features and quantized latent, before latent residual prediction."""
+        buf, c = self._decode_buffer(sections, shape)
+        return buf[:, :c], buf[:, c:]
 
     def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
-        hyper, coded = self.decode_quantized(sections, shape, level)
-        return self._refine(hyper, coded)
+        return self._refine(*self._decode_buffer(sections, shape))
