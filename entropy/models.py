@@ -72,8 +72,10 @@ class FactorizedPrior:
         med = torch.from_numpy(self.medians_fixed).view(1, -1, 1, 1)
         return (s * (1 << ACT_FRAC) + med).double()
 
-    def encode(self, enc: SymbolEncoder, symbols: np.ndarray) -> None:
+    def encode(self, enc: SymbolEncoder, symbols: np.ndarray) -> float:
+        """Code ``symbols``; returns their ideal bit count under these tables."""
         enc.encode(symbols, self.channel_index(symbols.shape), self.tables)
+        return self.ideal_bits(symbols)
 
     def decode(self, dec: SymbolDecoder, shape: tuple) -> np.ndarray:
         return dec.decode(self.channel_index(shape), self.tables)
@@ -98,12 +100,12 @@ class GaussianConditional:
         """Fixed-point scales (float64 integers) -> row indices."""
         return torch.searchsorted(self.thresholds, scales_fixed.cpu().contiguous(), right=True).numpy()
 
-    def encode(self, enc: SymbolEncoder, symbols: np.ndarray, scales_fixed: torch.Tensor) -> None:
-        enc.encode(symbols, self.index(scales_fixed), self.tables)
+    def encode(self, enc: SymbolEncoder, symbols: np.ndarray, scales_fixed: torch.Tensor) -> float:
+        """Code ``symbols`` with the rows their scales pick; returns their ideal bit count."""
+        index = self.index(scales_fixed)
+        enc.encode(symbols, index, self.tables)
+        return self.tables.ideal_bits(symbols, index)
 
     def decode(self, dec: SymbolDecoder, scales_fixed: torch.Tensor) -> np.ndarray:
         return dec.decode(self.index(scales_fixed), self.tables)
-
-    def ideal_bits(self, symbols: np.ndarray, scales_fixed: torch.Tensor) -> float:
-        return self.tables.ideal_bits(symbols, self.index(scales_fixed))
 

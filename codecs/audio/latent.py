@@ -60,14 +60,11 @@ class AudioLatentCodec:
         y_sym = torch.round(y.detach().double().cpu()).long().numpy()
         odd_scales = self._odd_log_scales(hyper, y_sym)
         ez, ey = SymbolEncoder(), SymbolEncoder()
-        self.z_prior.encode(ez, z_sym)
-        self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
-        self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales)
+        bits = (self.z_prior.encode(ez, z_sym) + self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
+                + self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales))
         scales = self._merge(hyper, odd_scales)
         levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)))
-        level_bits = bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym))
-        bits = (self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym[..., 0::2], hyper[..., 0::2])
-                + self.gaussian.ideal_bits(y_sym[..., 1::2], odd_scales) + level_bits)
+        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym))
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
     def decompress(self, sections: dict, shape: tuple, band_fill: bool = True

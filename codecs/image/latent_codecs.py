@@ -62,8 +62,8 @@ class FactorizedLatentCodec(_LatentCodec):
         prior = self.priors[level]
         sym = prior.quantize(y.cpu())
         enc = SymbolEncoder()
-        prior.encode(enc, sym)
-        return {"y": enc.finish()}, prior.ideal_bits(sym)
+        bits = prior.encode(enc, sym)
+        return {"y": enc.finish()}, bits
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
         """The exact quantized latent (fixed point), before any float refinement."""
@@ -100,9 +100,7 @@ class HyperpriorLatentCodec(_LatentCodec):
         y_sym = _residual_symbols(y, means)
         del means
         ez, ey = SymbolEncoder(), SymbolEncoder()
-        self.z_prior.encode(ez, z_sym)
-        self.gaussian.encode(ey, y_sym, scales)
-        bits = self.z_prior.ideal_bits(z_sym) + self.gaussian.ideal_bits(y_sym, scales)
+        bits = self.z_prior.encode(ez, z_sym) + self.gaussian.encode(ey, y_sym, scales)
         return {"z": ez.finish(), "y": ey.finish()}, bits
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
@@ -137,12 +135,15 @@ class SliceLatentCodec(_LatentCodec):
         buf[:, :c] = hyper
         return buf, c
 
+    def _slice_channels(self, c: int) -> list[tuple[int, int]]:
+        """Each slice's channel range in a context buffer whose hyper features take ``c`` channels."""
+        return [(c + lo, c + hi) for lo, hi in zip(self.offsets[:-1], self.offsets[1:])]
+
     def _refine(self, buf: torch.Tensor, c: int) -> torch.Tensor:
         """Latent residual prediction over a decoded context buffer -> the float latent."""
         feats = from_fixed(buf)
         out = []
-        for i, lrp in enumerate(self.lrp):
-            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+        for lrp, (lo, hi) in zip(self.lrp, self._slice_channels(c)):
             out.append(feats[:, lo:hi] + 0.5 * torch.tanh(lrp(feats[:, :hi]).float()))
         return torch.cat(out, dim=1)
 
@@ -150,22 +151,18 @@ class SliceLatentCodec(_LatentCodec):
         z_sym = self.z_prior.quantize(self.h_a(y).float())
         buf, c = self._context_buffer(self._hyper_features(z_sym))
         ez, ey = SymbolEncoder(), SymbolEncoder()
-        self.z_prior.encode(ez, z_sym)
-        bits = self.z_prior.ideal_bits(z_sym)
-        for i, ctx in enumerate(self.context):
-            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+        bits = self.z_prior.encode(ez, z_sym)
+        for ctx, (lo, hi) in zip(self.context, self._slice_channels(c)):
             means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
-            sym = _residual_symbols(y[:, self.offsets[i]:self.offsets[i + 1]], means)
-            self.gaussian.encode(ey, sym, scales)
-            bits += self.gaussian.ideal_bits(sym, scales)
+            sym = _residual_symbols(y[:, lo - c:hi - c], means)
+            bits += self.gaussian.encode(ey, sym, scales)
             buf[:, lo:hi] = _symbols_to_fixed(sym, means)
         return {"z": ez.finish(), "y": ey.finish()}, bits
 
     def _decode_buffer(self, sections: dict, shape: tuple) -> tuple[torch.Tensor, int]:
         buf, c = self._context_buffer(self._hyper_features(_decode_z(self.z_prior, sections, shape)))
         dy = SymbolDecoder(sections["y"])
-        for i, ctx in enumerate(self.context):
-            lo, hi = c + self.offsets[i], c + self.offsets[i + 1]
+        for ctx, (lo, hi) in zip(self.context, self._slice_channels(c)):
             means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
             buf[:, lo:hi] = _symbols_to_fixed(self.gaussian.decode(dy, scales), means)
         return buf, c
