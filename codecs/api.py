@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .container import Container
-from .errors import InputError, ModelMismatchError, UsageError
+from .errors import InputError, ModelMismatchError, UsageError, reject_unknown_options
 from .fileio import read_bytes
 
 MODALITIES = ("image", "video", "audio")
@@ -94,10 +94,24 @@ def _container_app(c: Container):
     return app
 
 
-def decode(data: bytes, device: str | None = None):
-    """Decompress container bytes with the codec and model recorded in them."""
+def option_dest(flag: str, kwargs: dict) -> str:
+    """The keyword name of a modality option declared as ``(flag, argparse kwargs)``."""
+    return kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
+
+
+def _decode_options(app, options: dict) -> dict:
+    """``options`` if the stream's modality takes them all (its app's DECODE_OPTIONS), else a UsageError."""
+    reject_unknown_options(options, {option_dest(*o) for o in app.DECODE_OPTIONS},
+                           f"{app.__name__.split('.')[-2]} decoding")
+    return options
+
+
+def decode(data: bytes, device: str | None = None, **options):
+    """Decompress container bytes with the codec and model recorded in them; ``options`` are the
+    modality's decode settings (images: ``precision``)."""
     c = Container.from_bytes(data)
-    return _container_app(c).decode(c, _device(device))
+    app = _container_app(c)
+    return app.decode(c, _device(device), **_decode_options(app, options))
 
 
 def app_for_input(src: Path, codec: str | None = None):
@@ -129,15 +143,17 @@ def encode_file(src: str | Path, dst: str | Path, codec: str | None = None, qual
 
 
 def decode_file(src: str | Path, dst: str | Path | None = None, device: str | None = None, force: bool = False,
-                folder: str | Path | None = None) -> tuple[Path, str]:
+                folder: str | Path | None = None, **options) -> tuple[Path, str]:
     """Decode an ``.ncz`` file into a media file; returns the output path and a one-line summary.
 
-    Give ``dst``, or ``folder`` to write ``<src stem><the modality's usual suffix>`` there."""
+    Give ``dst``, or ``folder`` to write ``<src stem><the modality's usual suffix>`` there;
+    ``options`` as for :func:`decode`."""
     src = Path(src)
     c = Container.from_bytes(read_bytes(src))
     app = _container_app(c)
+    options = _decode_options(app, options)
     dst = Path(dst) if dst is not None else Path(folder) / (src.stem + app.DECODED_SUFFIX)
-    return dst, app.decode_file(c, dst, _device(device), force)
+    return dst, app.decode_file(c, dst, _device(device), force, **options)
 
 
 def info(data: bytes) -> dict:

@@ -90,8 +90,9 @@ def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
     return 3 if failed else 0
 
 
-def _encode_options(a) -> dict:
-    """The modality options the user actually gave (flags declared in the apps' ENCODE_OPTIONS)."""
+def _modality_options(a) -> dict:
+    """The modality options the user actually gave (flags declared in the apps' ENCODE_OPTIONS or
+    DECODE_OPTIONS)."""
     return {dest: getattr(a, dest) for dest in a.option_dests if getattr(a, dest) is not None}
 
 
@@ -119,7 +120,7 @@ def cmd_encode(a) -> int:
     from . import api
 
     src, dst = Path(a.input), Path(a.output)
-    options = dict(codec=a.model, quality=a.quality, device=a.device, force=a.force, **_encode_options(a))
+    options = dict(codec=a.model, quality=a.quality, device=a.device, force=a.force, **_modality_options(a))
     single = not src.is_dir() or dst.suffix.lower() == ".ncz"   # a folder of video frames into one stream
     if single:
         print(_encode_task(src, dst, options))
@@ -133,7 +134,7 @@ def cmd_decode(a) -> int:
     from functools import partial
 
     src, dst = Path(a.input), Path(a.output)
-    options = dict(device=a.device, force=a.force)
+    options = dict(device=a.device, force=a.force, **_modality_options(a))
     if src.is_dir():   # each stream read once; its modality picks the output suffix
         task = partial(_decode_task, options=options, into_folder=True)
         return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs)
@@ -212,6 +213,23 @@ def _add_modality_commands(sub, command: str, help_text: str, modules: dict) -> 
         sp.set_defaults(func=module.run)
 
 
+def _add_modality_options(parser, table: str) -> list[str]:
+    """Add every modality's flags from its app's ``table`` (ENCODE_OPTIONS or DECODE_OPTIONS), one
+    group per modality; returns their destinations (unset flags stay None)."""
+    from . import api
+
+    dests = set()
+    for modality, app in api.apps().items():
+        group = parser.add_argument_group(f"{modality} options")
+        for flag, kwargs in getattr(app, table):
+            dest = api.option_dest(flag, kwargs)
+            if dest in dests:
+                continue   # declared by another modality already (same meaning)
+            dests.add(dest)
+            group.add_argument(flag, **{**kwargs, "dest": dest, "default": None})
+    return sorted(dests)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import api
 
@@ -223,23 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("output")
     e.add_argument("--quality", "-q", type=float, default=None, help="quality, higher is better (images 1-6, audio 1-12)")
     e.add_argument("--model", "--codec", dest="model", default=None, help="codec/model name (see `ncodec models`)")
-    dests = set()
-    for modality, app in api.apps().items():
-        group = e.add_argument_group(f"{modality} options")
-        for flag, kwargs in app.ENCODE_OPTIONS:
-            dest = kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
-            if dest in dests:
-                continue   # declared by another modality already (same meaning)
-            dests.add(dest)
-            group.add_argument(flag, **{**kwargs, "dest": dest, "default": None})
-    e.set_defaults(func=cmd_encode, option_dests=sorted(dests))
+    e.set_defaults(func=cmd_encode, option_dests=_add_modality_options(e, "ENCODE_OPTIONS"))
     _add_common(e)
 
     d = sub.add_parser("decode", help="decompress an .ncz file (or every .ncz in a folder)")
     d.add_argument("input")
     d.add_argument("output")
     _add_common(d)
-    d.set_defaults(func=cmd_decode)
+    d.set_defaults(func=cmd_decode, option_dests=_add_modality_options(d, "DECODE_OPTIONS"))
 
     i = sub.add_parser("info", help="show what an .ncz file holds")
     i.add_argument("input")

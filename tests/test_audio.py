@@ -174,6 +174,39 @@ def test_encoding_is_deterministic_and_quality_mode(codec, speech):
         codec.encode(x, rate, quality=13)
 
 
+@pytest.mark.parametrize("rate_in,rate_out", [(16000, 48000), (48000, 44100), (11025, 48000), (47999, 48000)])
+def test_block_resampling_equals_whole_signal_resampling(rate_in, rate_out):
+    """Blocks of any size resample to the whole signal's result and length (torchaudio's sinc
+    filter; libswresample for rates whose polyphase kernel would be huge)."""
+    import torchaudio
+
+    from ncodec.audio.io import SINC, Resampler
+
+    x = np.random.default_rng(0).standard_normal((2, rate_in + 321)).astype(np.float32)
+    r = Resampler(2, rate_in, rate_out)
+    cuts = [0, 1, 8, 1000, 20000, x.shape[1]]
+    y = np.concatenate([r(x[:, a:b]) for a, b in zip(cuts, cuts[1:])] + [r(None)], axis=1)
+    assert y.shape[1] == -(-x.shape[1] * rate_out // rate_in) or rate_in == 47999
+    if rate_in == 47999:    # libswresample: the same length within its rounding, the signal kept
+        assert abs(y.shape[1] - x.shape[1] * rate_out / rate_in) <= 2
+        return
+    whole = torchaudio.functional.resample(torch.from_numpy(x), rate_in, rate_out, **SINC).numpy()
+    n = min(y.shape[1], whole.shape[1])    # torchaudio rounds the length in float32
+    np.testing.assert_allclose(y[:, :n], whole[:, :n], atol=1e-4)
+
+
+def test_resampling_round_trip_keeps_speech(speech):
+    """16 kHz speech up to the model rate and back loses less than the codec's best rates do."""
+    from ncodec.audio.io import Resampler
+
+    x, rate = speech
+    up, down = Resampler(1, rate, 48000), Resampler(1, 48000, rate)
+    y = np.concatenate([up(x), up(None)], axis=1)
+    z = np.concatenate([down(y), down(None)], axis=1)
+    assert z.shape == x.shape
+    assert si_sdr(x, z) > 48 and mel_distance(x, z, rate) < 0.004
+
+
 @pytest.mark.parametrize("rate,channels", [(22050, 2), (8000, 1), (11025, 3)])
 def test_odd_rates_and_layouts_restore_the_original(codec, speech, rate, channels):
     import torchaudio

@@ -85,3 +85,29 @@ def test_command_keeps_freed_memory_on_glibc(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert out[0] == str(on_glibc)
+
+
+def test_precision_option_for_image_transforms(tmp_path, capsys):
+    """--precision picks the transforms' precision when encoding and decoding images: a bf16
+    encode is a stream the float32 decoder reads (and vice versa) at nearly the same quality;
+    other modalities refuse the flag with a usage error."""
+    from ncodec.eval.metrics import psnr
+
+    src = write_png(tmp_path / "a.png", 64, 96)
+    ref = np.asarray(Image.open(src))
+    assert main(["encode", str(src), str(tmp_path / "bf16.ncz"), "-q", "3", "--precision", "bfloat16"]) == 0
+    decoded = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.png"
+        assert main(["decode", str(tmp_path / "bf16.ncz"), str(out), "--precision", precision]) == 0
+        decoded[precision] = psnr(ref, np.asarray(Image.open(out)))
+    assert decoded["float32"] > 24 and abs(decoded["float32"] - decoded["bfloat16"]) < 0.2
+    data = (tmp_path / "bf16.ncz").read_bytes()
+    assert psnr(ref, ncodec.decode(data, precision="bfloat16")) == decoded["bfloat16"]
+
+    rate = 16000
+    tone = (0.3 * np.sin(np.arange(rate) * 2 * np.pi * 440 / rate)).astype(np.float32)[None]
+    (tmp_path / "tone.ncz").write_bytes(ncodec.encode((tone, rate), codec="mdct", kbps=12))
+    assert main(["decode", str(tmp_path / "tone.ncz"), str(tmp_path / "tone.wav"), "--precision", "bfloat16"]) == 2
+    assert not (tmp_path / "tone.wav").exists()
+    assert "audio decoding does not take --precision" in capsys.readouterr().err

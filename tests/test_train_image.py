@@ -1,9 +1,11 @@
 """`ncodec train image`: a few real steps, resume, export, and two-process DDP on gloo."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -71,3 +73,21 @@ def test_fine_tune_keeps_densities_and_trains_only_the_quality_band(tmp_path):
     assert torch.equal(tuned["log_gain"][0], shipped["log_gain"][0])
     assert not torch.equal(tuned["log_gain"][2], shipped["log_gain"][2])
     assert main(args[:8] + ["--out", str(tmp_path / "bad"), "--quality-range", "5", "2"]) == 2
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_takes_the_eager_steps(tmp_path, monkeypatch):
+    """--compile trains the same model as eager training: from the same seed (and, for this check,
+    eager's random numbers in the compiled graph) the same weights after three steps, under the
+    same checkpoint keys (so a run resumes either way)."""
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    data = make_data(tmp_path / "data")
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        assert main(train_args(data, tmp_path / name, 3) + extra) == 0
+        runs[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
+    assert runs["compiled"].keys() == runs["eager"].keys()
+    for key, eager in runs["eager"].items():
+        torch.testing.assert_close(runs["compiled"][key], eager, rtol=1e-3, atol=1e-5, msg=key)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..container import Container
-from ..errors import ModelMismatchError, UsageError
+from ..errors import ModelMismatchError, UsageError, reject_unknown_options
 from ..fileio import atomic_output, check_output, write_bytes
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
@@ -16,6 +16,7 @@ WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
 ENCODE_OPTIONS: list[tuple[str, dict]] = [
     ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
 ]
+DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".wav"
 
 
@@ -56,9 +57,7 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     """Encode one audio file (streamed: memory stays bounded for long files) into an ``.ncz`` file."""
     from .io import AudioReader
 
-    unknown = set(options) - {"quality", "kbps"}
-    if unknown:
-        raise UsageError(f"audio encoding does not take {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}")
+    reject_unknown_options(options, {"quality", "kbps"}, "audio encoding")
     check_output(dst, force)
     audio = load_codec(codec or DEFAULT_CODEC, device)
     reader = AudioReader(src, audio.rate)

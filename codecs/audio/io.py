@@ -1,18 +1,20 @@
-"""Audio files in and out through PyAV, block by block, with libswresample for rate changes.
+"""Audio files in and out through PyAV, block by block, resampled by torchaudio where rates differ.
 
 Reading never holds more than one block of decoded samples: :class:`AudioReader` yields
 float32 ``(channels, samples)`` blocks already converted to the requested rate.  Writing
 (:class:`AudioWriter`) takes blocks at the model rate and converts them back to the file's
-own rate.  libswresample (FFmpeg's resampler, reached through PyAV) is used because it
-resamples a stream incrementally with its delay compensated, so long files need bounded
-memory; a 16 kHz -> 48 kHz -> 16 kHz round trip loses about 50 dB SNR.
+own rate.  :class:`Resampler` runs torchaudio's windowed-sinc resampler block by block; a
+16 kHz -> 48 kHz -> 16 kHz round trip keeps 51.6 dB SI-SDR of speech (libswresample's default
+filter, used until 2026-12-04, kept 43.8 dB, which capped the codec's SI-SDR at high rates).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from ..errors import InputError, OutputError
 
@@ -34,23 +36,68 @@ def _check_format(rate: int, channels: int, where: str) -> None:
         raise InputError(f"{where}: {channels} channels (ncodec audio takes 1 to {MAX_CHANNELS})")
 
 
+# torchaudio's Kaiser-windowed sinc: 64 zero crossings, passband to 99 % of the lower Nyquist
+# frequency (16 -> 48 -> 16 kHz on speech: SI-SDR 51.6 dB, mel distance 0.0015; its default
+# filter 37.2 dB and 0.0159, libswresample's 43.8 dB and 0.0080).
+SINC = {"lowpass_filter_width": 64, "rolloff": 0.99, "resampling_method": "sinc_interp_kaiser", "beta": 14.0}
+MAX_SINC_TAPS = 1 << 21   # rates with a larger polyphase kernel (coprime ones, e.g. 47999 Hz) use libswresample
+
+
 class Resampler:
-    """Incremental float32 ``(channels, n)`` resampling between two rates (identity when equal)."""
+    """Incremental float32 ``(channels, n)`` resampling between two rates (identity when equal).
+
+    torchaudio's resampler maps each period of ``p`` input samples (rates divided by their gcd)
+    to ``q`` output samples from that period plus a fixed margin either side; blocks are cut on
+    period boundaries with that margin kept, so the stream gets exactly the whole-signal result
+    (zero delay, ``ceil(n * q / p)`` samples in all) in bounded memory."""
 
     def __init__(self, channels: int, rate_in: int, rate_out: int):
-        self.channels, self.layout, self.rate_in = channels, _layout(channels), rate_in
-        self._swr = None if rate_in == rate_out else av.AudioResampler(format="fltp", layout=self.layout,
-                                                                        rate=rate_out)
+        self.channels = channels
+        self._sinc = self._swr = None
+        if rate_in == rate_out:
+            return
+        g = math.gcd(rate_in, rate_out)
+        self._p, self._q = rate_in // g, rate_out // g
+        width = math.ceil(SINC["lowpass_filter_width"] * self._p / (min(self._p, self._q) * SINC["rolloff"]))
+        if self._q * (self._p + 2 * width) > MAX_SINC_TAPS:
+            self._swr = av.AudioResampler(format="fltp", layout=_layout(channels), rate=rate_out)
+            self._rate_in = rate_in
+            return
+        import torchaudio
+
+        self._sinc = torchaudio.transforms.Resample(rate_in, rate_out, **SINC)
+        self._margin = math.ceil(self._sinc.width / self._p) * self._p   # >= the filter's reach, whole periods
+        self._held = np.zeros((channels, self._margin), np.float32)        # the stream's zero padding on the left
+        self._seen = self._made = 0
+
+    def _periods(self, n: int) -> np.ndarray:
+        """The output of the next ``n`` input periods (the held samples must cover them and both margins)."""
+        window = torch.from_numpy(self._held[:, :2 * self._margin + n * self._p])
+        with torch.no_grad():
+            out = self._sinc(window)[:, self._margin // self._p * self._q:][:, :n * self._q].numpy()
+        self._held = self._held[:, n * self._p:]
+        self._made += out.shape[1]
+        return out
 
     def __call__(self, block: np.ndarray | None) -> np.ndarray:
         """Resample the next block; ``None`` flushes the samples still held back."""
+        if self._sinc is not None:
+            if block is not None:
+                self._held = np.concatenate([self._held, np.asarray(block, np.float32)], axis=1)
+                self._seen += block.shape[1]
+                return self._periods(max(0, (self._held.shape[1] - 2 * self._margin) // self._p))
+            total = -(-self._seen * self._q // self._p)
+            n = -(-(total - self._made) // self._q)
+            pad = 2 * self._margin + n * self._p - self._held.shape[1]
+            self._held = np.pad(self._held, ((0, 0), (0, max(pad, 0))))
+            return self._periods(n)[:, :total - (self._made - n * self._q)]
         if self._swr is None:
             return np.zeros((self.channels, 0), np.float32) if block is None else block
         frame = None
         if block is not None:
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp",
-                                               layout=self.layout)
-            frame.sample_rate = self.rate_in
+                                               layout=_layout(self.channels))
+            frame.sample_rate = self._rate_in
         out = [f.to_ndarray() for f in self._swr.resample(frame)]
         return np.concatenate(out, axis=1) if out else np.zeros((self.channels, 0), np.float32)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..api import DEFAULT_IMAGE_CODEC as DEFAULT_CODEC
 from ..container import Container
-from ..errors import CorruptStreamError, UsageError
+from ..errors import CorruptStreamError, UsageError, reject_unknown_options
 from ..fileio import check_output, write_bytes
 
 CODECS = {
@@ -16,10 +16,16 @@ CODECS = {
     "slice": "channel-slice context model with LRP, variable rate (qualities 1-6)",
 }
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
+_PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
+                              "help": "image: analysis/synthesis transforms in this precision (default float32 on "
+                                      "CPU, bfloat16 on CUDA; bfloat16 is 2-3x faster on CPUs with AMX or "
+                                      "AVX512-BF16); any precision decodes any stream, results differ slightly"})
 ENCODE_OPTIONS: list[tuple[str, dict]] = [     # --quality is common to every modality
     ("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
                                        "(e.g. 100; slower encoding, smaller files, same decoder)"}),
+    _PRECISION,
 ]
+DECODE_OPTIONS: list[tuple[str, dict]] = [_PRECISION]
 DECODED_SUFFIX = ".png"
 
 
@@ -55,13 +61,11 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     """Encode one image file into an ``.ncz`` file."""
     from .io import read_image
 
-    unknown = set(options) - {"quality", "refine"}
-    if unknown:
-        raise UsageError(f"image encoding does not take {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}")
+    reject_unknown_options(options, {"quality", "refine", "precision"}, "image encoding")
     check_output(dst, force)
     image = read_image(src)
-    data = load_codec(codec or DEFAULT_CODEC, device).encode(image, quality=options.get("quality"),
-                                                              refine=options.get("refine") or 0)
+    data = load_codec(codec or DEFAULT_CODEC, device, precision=options.get("precision")).encode(
+        image, quality=options.get("quality"), refine=options.get("refine") or 0)
     write_bytes(dst, data, force)
     h, w = image.shape[:2]
     bpp = 8 * len(data) / (h * w)
@@ -69,21 +73,21 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
             "summary": f"{len(data)} bytes, {bpp:.4f} bpp"}
 
 
-def decode(container: Container, device: str):
-    """Container -> HxWxC uint8 image."""
+def decode(container: Container, device: str, precision: str | None = None):
+    """Container -> HxWxC uint8 image (``precision`` of the synthesis transform as in :func:`load_codec`)."""
     if container.model not in CODECS:
         from ..errors import ModelMismatchError
 
         raise ModelMismatchError(f"stream needs image model {container.model!r}, which this ncodec does not ship")
-    return load_codec(container.model, device).decode(container)
+    return load_codec(container.model, device, precision=precision).decode(container)
 
 
-def decode_file(container: Container, dst: Path, device: str, force: bool) -> str:
+def decode_file(container: Container, dst: Path, device: str, force: bool, precision: str | None = None) -> str:
     """Decode to a lossless image file (PNG, BMP, TIFF or lossless WebP)."""
     from .io import write_image
 
     check_output(dst, force)
-    image = decode(container, device)
+    image = decode(container, device, precision)
     write_image(Path(dst), image, force)
     return f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]}"
 

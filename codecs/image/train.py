@@ -56,6 +56,7 @@ class TrainOptions:
     prior_lr_scale: float = 1.0   # lr multiplier for the learned densities (e.g. 10 after a warm start)
     prior_warmup: int = 0         # after a warm start: fit the densities alone for this many steps first
     quality_range: tuple[float, float] | None = None  # train only these qualities (1-based, inclusive)
+    compile: bool = False         # run the forward pass through torch.compile (fixed crop and batch: one graph)
 
 
 class CropSampler:
@@ -260,6 +261,8 @@ def train(opts: TrainOptions) -> Path:
     if step == 0 and opts.prior_warmup and dist.main:   # DDP then copies rank 0's weights to every rank
         fit_priors(model, sampler, opts.prior_warmup, batch=opts.batch, amp=amp)
     net = dist.wrap(model)
+    if opts.compile:   # the optimizer and the checkpoints keep using ``model``: state dicts are unchanged
+        net = torch.compile(net)
     levels = config.levels
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
@@ -268,7 +271,7 @@ def train(opts: TrainOptions) -> Path:
     last_ckpt = started
 
     def progress() -> float:
-        frac = step / opts.steps
+        frac = step / opts.steps if opts.steps else 1.0   # --steps 0: export the (warm-started) model
         if opts.max_minutes:
             frac = max(frac, (elapsed_before + time.monotonic() - started) / (60 * opts.max_minutes))
         return frac
@@ -370,6 +373,9 @@ def add_arguments(p) -> None:
     p.add_argument("--quality-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="train only qualities LO..HI (1-based), e.g. to fine-tune the high rates")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training forward pass (about a minute to compile; 1.5x faster "
+                        "steps measured on a 2-core AMX CPU with --amp)")
 
 
 def run(a) -> int:
@@ -379,5 +385,5 @@ def run(a) -> int:
                        stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
                        init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
                        prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp,
-                       quality_range=tuple(a.quality_range) if a.quality_range else None))
+                       quality_range=tuple(a.quality_range) if a.quality_range else None, compile=a.compile))
     return 0

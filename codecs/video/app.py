@@ -42,6 +42,7 @@ ENCODE_OPTIONS = [
     ("--crop", {"help": "video: centre-crop every frame to WxH (e.g. 1280x640 for HNeRV's Bunny)"}),
 ]
 _READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
+DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".mp4"
 
 
