@@ -40,3 +40,24 @@ def kodak_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"Kodak images not found at {d} (../shared/data is absent)")
     return d
+
+
+def terminate_training(args: list[str], out: Path) -> int:
+    """Run ``ncodec ARGS`` (a training command writing into ``out``), send it SIGTERM once its first
+    steps ran, and return the step its checkpoint holds (asserting it exited as interrupted)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ncodec.cli", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)   # the trainers open their log just before the first step
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    return torch.load(out / "checkpoint.pt", weights_only=True)["step"]

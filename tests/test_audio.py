@@ -10,7 +10,7 @@ from ncodec.container import Container
 from ncodec.errors import CorruptStreamError, InputError, ModelMismatchError, OutputError, UsageError
 from ncodec.eval.audio_metrics import mel_distance, si_sdr
 
-from conftest import DATA
+from conftest import DATA, terminate_training
 
 SPEECH = DATA / "audio" / "speech" / "vctk_16k" / "p232_003.wav"          # held out from training
 MUSIC = DATA / "audio" / "music" / "encodec" / "encodec_test_48k.wav"     # held out from training
@@ -161,6 +161,19 @@ def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music)
     trained = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
     y = trained.decode(trained.encode(x, rate, kbps=24)).samples
     assert si_sdr(x, y) > 10
+
+
+def test_training_checkpoints_on_sigterm(tmp_path, music):
+    """``ncodec train audio`` ended by SIGTERM checkpoints before it exits, as on Ctrl-C."""
+    from ncodec.audio.io import write_audio
+
+    x, rate = music
+    (tmp_path / "data" / "music").mkdir(parents=True)
+    write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, :rate], rate)
+    out = tmp_path / "run"
+    args = ["train", "audio", "--data", str(tmp_path / "data"), "--out", str(out), "--batch", "2", "--frames", "8",
+            "--no-amp", "--steps", "100000"]
+    assert terminate_training(args, out) > 0
 
 
 def test_encoding_is_deterministic_and_quality_mode(codec, speech):

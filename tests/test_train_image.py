@@ -11,7 +11,7 @@ from PIL import Image
 
 import ncodec
 from ncodec.cli import main
-from conftest import natural_image
+from conftest import natural_image, terminate_training
 
 
 def make_data(folder: Path) -> Path:
@@ -91,3 +91,10 @@ def test_compiled_training_takes_the_eager_steps(tmp_path, monkeypatch):
     assert runs["compiled"].keys() == runs["eager"].keys()
     for key, eager in runs["eager"].items():
         torch.testing.assert_close(runs["compiled"][key], eager, rtol=1e-3, atol=1e-5, msg=key)
+
+
+def test_sigterm_checkpoints_before_exiting(tmp_path):
+    """A training run ended by SIGTERM (as a session ending does) checkpoints first, as on Ctrl-C,
+    instead of losing the steps since the last periodic checkpoint."""
+    data = make_data(tmp_path / "data")
+    assert terminate_training(train_args(data, tmp_path / "run", 100_000), tmp_path / "run") > 0

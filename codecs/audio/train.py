@@ -11,14 +11,13 @@ decoder restores it).  The reconstruction is the decoder's (:meth:`AudioModel.re
 noise fill included), so the learned noise-fill shaper (``--fill-width``) trains on it.
 ``--init`` warm-starts from a safetensors weights file (its config, with ``--noise-fill`` /
 ``--fill-width`` applied).  Files named in ``--exclude`` (the evaluation set) are never read.
-Checkpoints are written atomically; rerunning with the same ``--out`` resumes.  ``--export``
+Checkpoints are written atomically (also on Ctrl-C and SIGTERM); rerunning with the same ``--out`` resumes.  ``--export``
 writes the safetensors weights at the end.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
+from ..checkpoints import save_atomic, sigterm_as_interrupt
 from ..errors import UsageError
 from .io import READ_SUFFIXES, AudioReader
 from .mdct import frame_count, imdct, mdct
@@ -138,12 +138,6 @@ def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Te
     return loss, bits.mean(), snr.mean(), mel
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def run(args) -> int:
     """Train (or resume) the audio model; exports weights if ``--export`` is given."""
     torch.set_num_threads(args.threads)
@@ -193,45 +187,49 @@ def run(args) -> int:
         return frac
 
     def checkpoint():
-        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "aux_optimizer": aux_optimizer.state_dict(), "step": step,
                       "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict()}, ckpt_path)
 
     model.train()
     bar = tqdm(total=args.steps, initial=step, desc="train audio", unit="step", dynamic_ncols=True)
-    with open(out_dir / "log.jsonl", "a") as log:
-        while step < args.steps and progress() < 1.0 and not (
-                args.stop_after_minutes and time.monotonic() - started > 60 * args.stop_after_minutes):
-            lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            coefs, rates = corpus.batch(args.batch, args.frames)
-            coefs = coefs.to(device)
-            quality = torch.rand(args.batch, device=device) * (config.levels - 1)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
-                out = model(coefs, quality)
-            loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(other + gain_params, 1.0)
-            optimizer.step()
-            aux = model.aux_loss()
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_optimizer.step()
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                kbps = bits.item() * config.sample_rate / 1000
-                stats = {"step": step, "loss": round(loss.item(), 4), "kbps": round(kbps, 2),
-                         "snr": round(snr.item(), 2), "mel": round(mel.item(), 4), "aux": round(aux.item(), 1), "lr": lr}
-                bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"], mel=stats["mel"])
-                if step % 200 == 0:
-                    log.write(json.dumps(stats) + "\n")
-                    log.flush()
-            if time.monotonic() - last_ckpt > 300:
-                checkpoint()
-                last_ckpt = time.monotonic()
+    try:
+        with open(out_dir / "log.jsonl", "a") as log, sigterm_as_interrupt():
+            while step < args.steps and progress() < 1.0 and not (
+                    args.stop_after_minutes and time.monotonic() - started > 60 * args.stop_after_minutes):
+                lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group["scale"]
+                coefs, rates = corpus.batch(args.batch, args.frames)
+                coefs = coefs.to(device)
+                quality = torch.rand(args.batch, device=device) * (config.levels - 1)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
+                    out = model(coefs, quality)
+                loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(other + gain_params, 1.0)
+                optimizer.step()
+                aux = model.aux_loss()
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux.backward()
+                aux_optimizer.step()
+                step += 1
+                bar.update(1)
+                if step % 20 == 0:
+                    kbps = bits.item() * config.sample_rate / 1000
+                    stats = {"step": step, "loss": round(loss.item(), 4), "kbps": round(kbps, 2),
+                             "snr": round(snr.item(), 2), "mel": round(mel.item(), 4), "aux": round(aux.item(), 1), "lr": lr}
+                    bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"], mel=stats["mel"])
+                    if step % 200 == 0:
+                        log.write(json.dumps(stats) + "\n")
+                        log.flush()
+                if time.monotonic() - last_ckpt > 300:
+                    checkpoint()
+                    last_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        checkpoint()   # Ctrl-C (or SIGTERM) keeps the progress made since the last checkpoint
+        raise
     bar.close()
     checkpoint()
     if args.export:

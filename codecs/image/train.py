@@ -6,7 +6,8 @@ autocast by default, CPU runs float32: on CPUs without AMX/AVX512-BF16 (this pro
 build machine exposed only AVX2) bf16 is emulated and about 10x slower; ``amp=True``
 turns it on where the hardware has it.  Entropy-parameter paths and likelihoods always
 run in float32.  Checkpoints are written atomically every few
-minutes and a run restarted with the same ``--out`` resumes where it stopped.
+minutes and on Ctrl-C or SIGTERM, and a run restarted with the same ``--out`` resumes where it
+stopped.
 
 Launched by ``torchrun`` (``torchrun --nproc_per_node N --no-python ncodec train image ...``) it
 trains with torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process draws its
@@ -28,6 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..checkpoints import save_atomic, sigterm_as_interrupt
 from ..errors import UsageError
 from .models import PRESETS, build_model
 
@@ -148,12 +150,6 @@ def fit_priors(model, sampler: CropSampler, steps: int, batch: int = 8, crops: i
         if i % 50 == 0:
             bar.set_postfix(bpp=round(bpp.item(), 4))
     bar.close()
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class _Distributed:
@@ -277,7 +273,7 @@ def train(opts: TrainOptions) -> Path:
         return frac
 
     def checkpoint():
-        _save_atomic({
+        save_atomic({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(), "step": step,
             "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict(),
@@ -292,46 +288,47 @@ def train(opts: TrainOptions) -> Path:
         return bool(opts.stop_after_minutes) and time.monotonic() - started > 60 * opts.stop_after_minutes
 
     try:
-        while True:
-            lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
-            lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
-            if stop:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
-            x = x.contiguous(memory_format=torch.channels_last)
-            if config.arch == "factorized":   # one density per level: integer qualities only
-                quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
-            else:
-                quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                out = net(x, quality)
-            loss, bpp, psnr = rd_loss(model, out, x, quality)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-            optimizer.step()
-            aux = model.aux_loss()
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux.backward()
-            dist.average_grads(aux_params)
-            aux_optimizer.step()
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
-                         "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
-                bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
-                if step % 200 == 0 and log:
-                    log.write(json.dumps(stats) + "\n")
-                    log.flush()
-            if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
-                checkpoint()
-                last_ckpt = time.monotonic()
+        with sigterm_as_interrupt():
+            while True:
+                lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
+                lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
+                if stop:
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group["scale"]
+                x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
+                x = x.contiguous(memory_format=torch.channels_last)
+                if config.arch == "factorized":   # one density per level: integer qualities only
+                    quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
+                else:
+                    quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                    out = net(x, quality)
+                loss, bpp, psnr = rd_loss(model, out, x, quality)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+                optimizer.step()
+                aux = model.aux_loss()
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux.backward()
+                dist.average_grads(aux_params)
+                aux_optimizer.step()
+                step += 1
+                bar.update(1)
+                if step % 20 == 0:
+                    stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
+                             "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
+                    bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
+                    if step % 200 == 0 and log:
+                        log.write(json.dumps(stats) + "\n")
+                        log.flush()
+                if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
+                    checkpoint()
+                    last_ckpt = time.monotonic()
     except KeyboardInterrupt:
         if dist.main:
-            checkpoint()   # Ctrl-C keeps the progress made since the last checkpoint
+            checkpoint()   # Ctrl-C (or SIGTERM) keeps the progress made since the last checkpoint
         raise
     bar.close()
     dist.check_in_sync(model)
