@@ -18,7 +18,7 @@ CODECS = {
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
 _PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
                               "help": "image: analysis/synthesis transforms in this precision (default float32 on "
-                                      "CPU, bfloat16 on CUDA; bfloat16 is 2-3x faster on CPUs with AMX or "
+                                      "CPU, bfloat16 on CUDA; bfloat16 is about 2-3x faster on CPUs with AMX or "
                                       "AVX512-BF16); any precision decodes any stream, results differ slightly"})
 ENCODE_OPTIONS: list[tuple[str, dict]] = [     # --quality is common to every modality
     ("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
