@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .container import Container
-from .errors import InputError, ModelMismatchError, UsageError, reject_unknown_options
+from .errors import InputError, ModelMismatchError, UsageError
 from .fileio import read_bytes
 
 MODALITIES = ("image", "video", "audio")
@@ -99,10 +99,15 @@ def option_dest(flag: str, kwargs: dict) -> str:
     return kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
 
 
-def _decode_options(app, options: dict) -> dict:
-    """``options`` if the stream's modality takes them all (its app's DECODE_OPTIONS), else a UsageError."""
-    reject_unknown_options(options, {option_dest(*o) for o in app.DECODE_OPTIONS},
-                           f"{app.__name__.split('.')[-2]} decoding")
+def _checked_options(app, table: str, options: dict) -> dict:
+    """``options`` if the app's modality takes them all (its ``table``: ENCODE_OPTIONS, which also
+    take ``quality``, or DECODE_OPTIONS), else a UsageError naming the others."""
+    known = {option_dest(*o) for o in getattr(app, table)} | ({"quality"} if table == "ENCODE_OPTIONS" else set())
+    unknown = sorted(set(options) - known)
+    if unknown:
+        action = "encoding" if table == "ENCODE_OPTIONS" else "decoding"
+        raise UsageError(f"{app.__name__.split('.')[-2]} {action} does not take "
+                         f"{', '.join('--' + u.replace('_', '-') for u in unknown)}")
     return options
 
 
@@ -111,7 +116,7 @@ def decode(data: bytes, device: str | None = None, **options):
     modality's decode settings (images: ``precision``)."""
     c = Container.from_bytes(data)
     app = _container_app(c)
-    return app.decode(c, _device(device), **_decode_options(app, options))
+    return app.decode(c, _device(device), **_checked_options(app, "DECODE_OPTIONS", options))
 
 
 def app_for_input(src: Path, codec: str | None = None):
@@ -139,7 +144,7 @@ def encode_file(src: str | Path, dst: str | Path, codec: str | None = None, qual
         raise InputError(f"{src}: not an input that codec {codec!r} encodes")
     if quality is not None:
         options["quality"] = quality
-    return app.encode_file(src, dst, codec, _device(device), force, options)
+    return app.encode_file(src, dst, codec, _device(device), force, _checked_options(app, "ENCODE_OPTIONS", options))
 
 
 def decode_file(src: str | Path, dst: str | Path | None = None, device: str | None = None, force: bool = False,
@@ -151,7 +156,7 @@ def decode_file(src: str | Path, dst: str | Path | None = None, device: str | No
     src = Path(src)
     c = Container.from_bytes(read_bytes(src))
     app = _container_app(c)
-    options = _decode_options(app, options)
+    options = _checked_options(app, "DECODE_OPTIONS", options)
     dst = Path(dst) if dst is not None else Path(folder) / (src.stem + app.DECODED_SUFFIX)
     return dst, app.decode_file(c, dst, _device(device), force, **options)
 

@@ -43,11 +43,3 @@ class OutputError(NcodecError):
 
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in (NcodecError, UsageError, InputError, CorruptStreamError,
                                                       ModelMismatchError, OutputError)}
-
-
-def reject_unknown_options(options, allowed, what: str) -> None:
-    """UsageError naming, as command-line flags, the ``options`` keys outside ``allowed`` that
-    ``what`` (e.g. "audio encoding") does not take."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise UsageError(f"{what} does not take {', '.join('--' + u.replace('_', '-') for u in unknown)}")

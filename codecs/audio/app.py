@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..container import Container
-from ..errors import ModelMismatchError, UsageError, reject_unknown_options
+from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
@@ -57,7 +57,6 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     """Encode one audio file (streamed: memory stays bounded for long files) into an ``.ncz`` file."""
     from .io import AudioReader
 
-    reject_unknown_options(options, {"quality", "kbps"}, "audio encoding")
     check_output(dst, force)
     audio = load_codec(codec or DEFAULT_CODEC, device)
     reader = AudioReader(src, audio.rate)

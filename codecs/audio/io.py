@@ -86,11 +86,11 @@ class Resampler:
                 self._held = np.concatenate([self._held, np.asarray(block, np.float32)], axis=1)
                 self._seen += block.shape[1]
                 return self._periods(max(0, (self._held.shape[1] - 2 * self._margin) // self._p))
-            total = -(-self._seen * self._q // self._p)
-            n = -(-(total - self._made) // self._q)
+            left = -(-self._seen * self._q // self._p) - self._made    # output samples still owed
+            n = -(-left // self._q)
             pad = 2 * self._margin + n * self._p - self._held.shape[1]
             self._held = np.pad(self._held, ((0, 0), (0, max(pad, 0))))
-            return self._periods(n)[:, :total - (self._made - n * self._q)]
+            return self._periods(n)[:, :left]
         if self._swr is None:
             return np.zeros((self.channels, 0), np.float32) if block is None else block
         frame = None

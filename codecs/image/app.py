@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..api import DEFAULT_IMAGE_CODEC as DEFAULT_CODEC
 from ..container import Container
-from ..errors import CorruptStreamError, UsageError, reject_unknown_options
+from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
 
 CODECS = {
@@ -61,7 +61,6 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     """Encode one image file into an ``.ncz`` file."""
     from .io import read_image
 
-    reject_unknown_options(options, {"quality", "refine", "precision"}, "image encoding")
     check_output(dst, force)
     image = read_image(src)
     data = load_codec(codec or DEFAULT_CODEC, device, precision=options.get("precision")).encode(
