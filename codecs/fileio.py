@@ -36,7 +36,7 @@ def atomic_output(path: Path, force: bool = False):
     except OSError as exc:
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror}") from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; a finished output gets the usual mode
+    os.chmod(tmp, 0o666 & ~process_umask())   # mkstemp makes 0600; a finished output gets the usual mode
     try:
         yield Path(tmp)
         if not force and path.exists():
@@ -49,7 +49,8 @@ def atomic_output(path: Path, force: bool = False):
             os.unlink(tmp)
 
 
-def _umask() -> int:
+def process_umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from safetensors.torch import save_file
 
 from .entropy import FactorizedPrior, TableSet
 from .errors import InputError, ModelMismatchError
+from .fileio import process_umask
 
 RANS_BUFFERS = ("_cdf", "_offset")    # also _quantized_cdf, _cdf_length
 
@@ -57,7 +59,8 @@ def model_tensors(model: torch.nn.Module) -> dict:
     for name, t in model.state_dict().items():
         if any(b in name for b in RANS_BUFFERS):
             continue
-        t = t.detach().cpu().contiguous()
+        # standard strides even where channels_last left a 1x1 kernel "contiguous" with odd strides
+        t = t.detach().cpu().clone(memory_format=torch.contiguous_format)
         out[name] = t.half() if t.is_floating_point() and t.dim() == 4 else t
     return out
 
@@ -72,6 +75,7 @@ def write_weights(path: Path, tensors: dict, config: dict, fmt: str, extra: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o666 & ~process_umask())   # safetensors creates 0600 files; weights get the usual mode
     tmp.replace(path)
     return digest
 

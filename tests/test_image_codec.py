@@ -258,3 +258,56 @@ def test_subpixel_output_layer_matches_transposed_convolution():
     x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
     assert subpixel_inference(odd, x) is None
     assert torch.equal(run_inference(nn.Sequential(odd), x), odd(x))
+
+
+
+def _slice_codec(tmp_path, checkerboard: bool, fuse_std: float = 0.0):
+    """The shipped slice model's transforms and channel context through a weights file, without or
+    with a checkerboard context (its fusion's last layer drawn with ``fuse_std``: 0 is the no-op the
+    training graft starts from)."""
+    import dataclasses
+    from ncodec.image.codec import ImageCodec, latent_codec_for
+    from ncodec.image.models import build_model
+    from ncodec.image.weights import export_model, load_weights
+
+    source = load_weights(ncodec.api.assets_dir() / "image-slice.safetensors").model
+    model = build_model(dataclasses.replace(source.config, checkerboard=checkerboard))
+    model.load_state_dict({k: v for k, v in source.state_dict().items() if k in model.state_dict()}, strict=False)
+    if checkerboard:
+        torch.manual_seed(0)
+        for net in model.fuse:
+            torch.nn.init.normal_(net[-1].weight, std=fuse_std)
+            torch.nn.init.zeros_(net[-1].bias)
+    path = tmp_path / f"slice-{checkerboard}-{fuse_std}.safetensors"
+    export_model(model, path)
+    loaded = load_weights(path)
+    return ImageCodec("slice", loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest)
+
+
+def test_checkerboard_context_roundtrip(tmp_path):
+    """Two-pass checkerboard coding: the decoder rebuilds every slice's anchors and then the other
+    positions from them, so each decoded latent value lies within half a step of the encoder's
+    latent (a desynchronised decoder is far off); the spatial context changes the rate, and a
+    zero fusion codes the very latent, at the very ideal rate, of the model without it."""
+    from ncodec.container import Container
+    from ncodec.image.codec import PAD
+
+    img = natural_image(70, 100)
+    codec = _slice_codec(tmp_path, True, 0.02)
+    data = codec.encode(img, quality=3)
+    bits = codec.stats["ideal_bits"]
+    assert psnr(img, codec.decode(data)) > 24
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.pad(x, (0, (-100) % PAD, 0, (-70) % PAD), mode="replicate")
+    with torch.no_grad():
+        y = codec.model.g_a(x).double() * codec._gains(3.0)[0]
+    decoded = codec.latent.decode_quantized(Container.from_bytes(data).sections, tuple(y.shape))[1] / 1024
+    assert (decoded - y).abs().max() <= 0.5 + 1e-3
+
+    zero, plain = _slice_codec(tmp_path, True, 0.0), _slice_codec(tmp_path, False)
+    zero_data = zero.encode(img, quality=3)
+    zero_bits = zero.stats["ideal_bits"]
+    plain_data = plain.encode(img, quality=3)
+    assert zero_bits == pytest.approx(plain.stats["ideal_bits"], rel=1e-9) and zero_data != plain_data
+    assert np.array_equal(zero.decode(zero_data), plain.decode(plain_data))
+    assert abs(bits - zero_bits) > 10

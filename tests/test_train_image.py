@@ -34,6 +34,8 @@ def test_train_resume_export(tmp_path):
     weights = tmp_path / "w.safetensors"
     assert main(train_args(data, out, 3) + ["--export", str(weights)]) == 0     # resumes at step 2
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+    from ncodec.fileio import process_umask
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~process_umask()   # not safetensors' 0600
     codec = ncodec.load_codec("hyperprior", "cpu", weights=weights)
     img = natural_image(32, 48)
     assert codec.decode(codec.encode(img, quality=2)).shape == img.shape
@@ -98,3 +100,30 @@ def test_sigterm_checkpoints_before_exiting(tmp_path):
     instead of losing the steps since the last periodic checkpoint."""
     data = make_data(tmp_path / "data")
     assert terminate_training(train_args(data, tmp_path / "run", 100_000), tmp_path / "run") > 0
+
+
+
+def test_checkerboard_graft_trains_only_the_named_modules(tmp_path):
+    """--checkerboard with --init from a slice model without it copies every tensor of the file, and
+    --train-only spatial,fuse trains the grafted context alone: the fusion layers leave the zero they
+    start at while every other tensor keeps its value."""
+    from ncodec.image.models import PRESETS, build_model
+    from ncodec.image.weights import export_model, load_weights
+
+    data = make_data(tmp_path / "data")
+    torch.manual_seed(0)
+    source = tmp_path / "plain.safetensors"
+    export_model(build_model(PRESETS["slice"]), source)
+    args = ["train", "image", "--arch", "slice", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2",
+            "--batch", "1", "--crop", "64", "--threads", "1", "--init", str(source), "--checkerboard"]
+    weights = tmp_path / "cb.safetensors"   # its 1x1 kernels, trained channels_last, export with plain strides
+    assert main(args + ["--train-only", "spatial,fuse", "--export", str(weights)]) == 0
+    assert load_weights(weights).model.config.checkerboard
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["checkerboard"]
+    before = load_weights(source).model.state_dict()
+    assert state["model"]["fuse.4.2.weight"].abs().max() > 0
+    for key in ("g_a.0.weight", "context.4.4.bias", "lrp.0.0.weight", "log_gain"):
+        assert torch.equal(state["model"][key], before[key]), key
+    assert main(args[:6] + ["--out", str(tmp_path / "bad"), "--train-only", "nothing"]) == 2
+    assert main(args[:3] + ["hyperprior"] + args[4:6] + ["--out", str(tmp_path / "bad2"), "--checkerboard"]) == 2

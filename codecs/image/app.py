@@ -13,7 +13,7 @@ from ..fileio import check_output, write_bytes
 CODECS = {
     "factorized": "Ballé 2018 factorized prior, variable rate (qualities 1-6)",
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
-    "slice": "channel-slice context model with LRP, variable rate (qualities 1-6)",
+    "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
 }
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
 _PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],

@@ -17,6 +17,7 @@ import torch
 from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder
 from ..entropy import from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
+from .models import anchor_mask
 
 _ONE = float(1 << ACT_FRAC)
 
@@ -114,13 +115,18 @@ class HyperpriorLatentCodec(_LatentCodec):
 
 class SliceLatentCodec(_LatentCodec):
     """Channel-slice context model: slice i's mean and scale come (in fixed point) from the
-    hyper features and the slices before it; latent residual prediction refines the
-    reconstruction in float afterwards."""
+    hyper features and the slices before it; with a checkerboard context each slice is coded in
+    two passes, its anchors first and then the other positions with the decoded anchors as
+    spatial context.  Latent residual prediction refines the reconstruction in float afterwards."""
 
     def __init__(self, model, z_prior: FactorizedPrior):
         self.h_a = model.h_a
         self.h_s = FixedPointNet(model.h_s)
         self.context = [FixedPointNet(net) for net in model.context]
+        self.checkerboard = model.config.checkerboard
+        if self.checkerboard:
+            self.spatial = [FixedPointNet(net) for net in model.spatial]
+            self.fuse = [FixedPointNet(net) for net in model.fuse]
         self.lrp = model.lrp
         self.offsets = model.offsets
         self.z_prior = z_prior
@@ -147,24 +153,53 @@ class SliceLatentCodec(_LatentCodec):
             out.append(feats[:, lo:hi] + 0.5 * torch.tanh(lrp(feats[:, :hi]).float()))
         return torch.cat(out, dim=1)
 
+    def _fill_slices(self, buf: torch.Tensor, c: int, code) -> None:
+        """Fill the context buffer slice by slice.  ``code(i, means, scales, where)`` codes (encoder)
+        or decodes (decoder) slice ``i``'s symbols at the positions of the (H, W) mask ``where`` (None:
+        all) in that order, and returns the slice's symbols (other positions: anything)."""
+        anchors = anchor_mask(*buf.shape[2:], device=buf.device) if self.checkerboard else None
+        for i, (ctx, (lo, hi)) in enumerate(zip(self.context, self._slice_channels(c))):
+            params = ctx(buf[:, :lo])
+            means, scales = params.chunk(2, dim=1)
+            if anchors is None:
+                buf[:, lo:hi] = _symbols_to_fixed(code(i, means, scales, None), means)
+                continue
+            first = _symbols_to_fixed(code(i, means, scales, anchors), means).mul_(anchors)
+            params = params + self.fuse[i](torch.cat([self.spatial[i](first), params], dim=1)).mul_(~anchors)
+            means, scales = params.chunk(2, dim=1)
+            second = _symbols_to_fixed(code(i, means, scales, ~anchors), means)
+            buf[:, lo:hi] = torch.where(anchors, first, second)
+
     def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
         z_sym = self.z_prior.quantize(self.h_a(y).float())
         buf, c = self._context_buffer(self._hyper_features(z_sym))
         ez, ey = SymbolEncoder(), SymbolEncoder()
-        bits = self.z_prior.encode(ez, z_sym)
-        for ctx, (lo, hi) in zip(self.context, self._slice_channels(c)):
-            means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
-            sym = _residual_symbols(y[:, lo - c:hi - c], means)
-            bits += self.gaussian.encode(ey, sym, scales)
-            buf[:, lo:hi] = _symbols_to_fixed(sym, means)
-        return {"z": ez.finish(), "y": ey.finish()}, bits
+        bits = [self.z_prior.encode(ez, z_sym)]
+        slices = self._slice_channels(0)
+
+        def code(i, means, scales, where):
+            sym = _residual_symbols(y[:, slices[i][0]:slices[i][1]], means)
+            if where is None:
+                bits.append(self.gaussian.encode(ey, sym, scales))
+            else:
+                bits.append(self.gaussian.encode(ey, sym[:, :, where.cpu().numpy()], scales[:, :, where]))
+            return sym
+
+        self._fill_slices(buf, c, code)
+        return {"z": ez.finish(), "y": ey.finish()}, sum(bits)
 
     def _decode_buffer(self, sections: dict, shape: tuple) -> tuple[torch.Tensor, int]:
         buf, c = self._context_buffer(self._hyper_features(_decode_z(self.z_prior, sections, shape)))
         dy = SymbolDecoder(sections["y"])
-        for ctx, (lo, hi) in zip(self.context, self._slice_channels(c)):
-            means, scales = ctx(buf[:, :lo]).chunk(2, dim=1)
-            buf[:, lo:hi] = _symbols_to_fixed(self.gaussian.decode(dy, scales), means)
+
+        def code(i, means, scales, where):
+            if where is None:
+                return self.gaussian.decode(dy, scales)
+            sym = np.zeros(scales.shape, dtype=np.int64)
+            sym[:, :, where.cpu().numpy()] = self.gaussian.decode(dy, scales[:, :, where])
+            return sym
+
+        self._fill_slices(buf, c, code)
         return buf, c
 
     def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,8 @@ entropy model -> inverse gain -> synthesis transform):
 * ``hyperprior``: Minnen et al. 2018 mean-scale hyperprior (without spatial context).
 * ``slice``: a channel-slice context model (Minnen & Singh 2020 / ELIC-style uneven
   slices), each slice's mean and scale predicted from the hyperprior and the slices
-  decoded before it, plus latent residual prediction for the reconstruction.
+  decoded before it, plus latent residual prediction for the reconstruction; optionally
+  with a checkerboard spatial context inside each slice (He et al. 2021, ELIC's SCCTX).
 
 Every model is variable-rate through *gain units* (Cui et al. 2021): one learned gain
 vector per quality level scales the latent before quantization and its inverse scales
@@ -46,6 +47,7 @@ class ImageModelConfig:
     lambdas: tuple = DEFAULT_LAMBDAS
     slices: tuple = ()          # slice model only: channels per slice, summing to M
     hyper_channels: int = 0     # slice model only: width of the shared hyper features
+    checkerboard: bool = False  # slice model only: two-pass checkerboard spatial context in every slice
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -162,6 +164,27 @@ def context_net(cin: int, cout: int) -> nn.Sequential:
         conv(cin, 128, 3, 1), nn.LeakyReLU(inplace=True), conv(128, 96, 3, 1), nn.LeakyReLU(inplace=True),
         conv(96, cout, 3, 1),
     )
+
+
+def spatial_context_net(s: int) -> nn.Sequential:
+    """Checkerboard context of one slice: its decoded anchors (zero elsewhere) -> spatial features."""
+    return nn.Sequential(conv(s, 2 * s, 5, 1))
+
+
+def fuse_net(s: int) -> nn.Sequential:
+    """(spatial features, channel-context parameters) -> correction of a slice's non-anchor mean and
+    scale.  Its last layer starts at zero, so grafting it onto a trained slice model changes nothing."""
+    net = nn.Sequential(conv(4 * s, 3 * s, 1, 1), nn.LeakyReLU(inplace=True), conv(3 * s, 2 * s, 1, 1))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
+def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:
+    """Checkerboard anchors of an h x w latent (True where row + column is even): they are coded
+    first, from the channel context alone; the other half is coded with them as spatial context."""
+    rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
+    return (rows[:, None] + cols[None, :]) % 2 == 0
 
 
 def lrp_net(cin: int, cout: int) -> nn.Sequential:
@@ -332,7 +355,9 @@ class HyperpriorModel(ImageModel):
 
 
 class SliceModel(ImageModel):
-    """Channel-slice context model with uneven slices and latent residual prediction."""
+    """Channel-slice context model with uneven slices and latent residual prediction; with
+    ``config.checkerboard`` each slice is coded in two passes (He et al. 2021, as ELIC's SCCTX):
+    the anchors from the channel context, then the rest with the anchors as spatial context too."""
 
     def __init__(self, config: ImageModelConfig):
         super().__init__(config)
@@ -347,6 +372,24 @@ class SliceModel(ImageModel):
         self.offsets = offsets
         self.context = nn.ModuleList(context_net(H + offsets[i], 2 * s) for i, s in enumerate(config.slices))
         self.lrp = nn.ModuleList(lrp_net(H + offsets[i + 1], s) for i, s in enumerate(config.slices))
+        if config.checkerboard:
+            self.spatial = nn.ModuleList(spatial_context_net(s) for s in config.slices)
+            self.fuse = nn.ModuleList(fuse_net(s) for s in config.slices)
+
+    def _code_slice(self, i: int, y_i: torch.Tensor, params: torch.Tensor, quantizer: Quantizer):
+        """Rate values, likelihoods and quantized values of slice ``i`` given its channel-context parameters."""
+        means, scales = params.chunk(2, dim=1)
+        y_rate, y_hat = quantizer(y_i - means)
+        y_hat = y_hat + means
+        if self.config.checkerboard:
+            anchors = anchor_mask(*y_i.shape[2:], device=y_i.device)
+            spatial = self.spatial[i](torch.where(anchors, y_hat, 0.0))
+            params = params + self.fuse[i](torch.cat([spatial, params], dim=1)) * ~anchors
+            means2, scales = params.chunk(2, dim=1)
+            y_rate2, y_hat2 = quantizer(y_i - means2)
+            y_rate = torch.where(anchors, y_rate, y_rate2)
+            y_hat = torch.where(anchors, y_hat, y_hat2 + means2)
+        return gaussian_likelihood(y_rate, scales), y_hat
 
     def latent_forward(self, y, inv_gain, quality, quantizer=None):
         z_lik, hyper = self.hyper_path(y, quantizer)
@@ -356,10 +399,8 @@ class SliceModel(ImageModel):
             y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
             with torch.autocast(device_type=y.device.type, enabled=False):
                 params = self.context[i](torch.cat([hyper, *coded], dim=1))
-            means, scales = params.chunk(2, dim=1)
-            y_rate, y_hat_i = quantizer(y_i - means)
-            liks.append(gaussian_likelihood(y_rate, scales))
-            y_hat_i = y_hat_i + means
+                lik, y_hat_i = self._code_slice(i, y_i.float(), params, quantizer)
+            liks.append(lik)
             coded.append(y_hat_i)
             residual = self.lrp[i](torch.cat([hyper, *coded], dim=1)).float()
             recon.append(y_hat_i + 0.5 * torch.tanh(residual))

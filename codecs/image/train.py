@@ -16,6 +16,7 @@ and exports, and at the end every rank checks it holds the same weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -59,6 +60,8 @@ class TrainOptions:
     prior_warmup: int = 0         # after a warm start: fit the densities alone for this many steps first
     quality_range: tuple[float, float] | None = None  # train only these qualities (1-based, inclusive)
     compile: bool = False         # run the forward pass through torch.compile (fixed crop and batch: one graph)
+    checkerboard: bool = False    # slice model: add the checkerboard spatial context
+    train_only: tuple[str, ...] = ()  # train only parameters under these module names; freeze the rest
 
 
 class CropSampler:
@@ -222,10 +225,22 @@ def train(opts: TrainOptions) -> Path:
     ckpt_path = opts.out / "checkpoint.pt"
 
     config = PRESETS[opts.arch]
+    if opts.checkerboard:
+        if config.arch != "slice":
+            raise UsageError("--checkerboard applies to the slice model only")
+        config = dataclasses.replace(config, checkerboard=True)
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
-    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
-    prior_params = [p for n, p in named.items() if "prior" in n and not n.endswith(".quantiles")]
+    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]   # the densities' bookkeeping
+    named = {n: p for n, p in named.items() if not n.endswith(".quantiles")}
+    if opts.train_only:
+        trained = {n for n in named if n.split(".")[0] in opts.train_only}
+        if not trained:
+            raise UsageError(f"--train-only {','.join(opts.train_only)} names no module of the {config.arch} model")
+        for n, p in named.items():
+            p.requires_grad_(n in trained)
+        named = {n: p for n, p in named.items() if n in trained}
+    prior_params = [p for n, p in named.items() if "prior" in n]
     other_params = [p for n, p in named.items() if "prior" not in n]
     main_params = other_params + prior_params
     optimizer = torch.optim.Adam([{"params": other_params, "scale": 1.0},
@@ -373,6 +388,12 @@ def add_arguments(p) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward pass (about a minute to compile; 1.5x faster "
                         "steps measured on a 2-core AMX CPU with --amp)")
+    p.add_argument("--checkerboard", action="store_true",
+                   help="slice model: two-pass checkerboard spatial context in every slice (with --init from a "
+                        "model without it, the new modules start as a no-op)")
+    p.add_argument("--train-only", default="", metavar="MODULES",
+                   help="train only these top-level modules (comma-separated, e.g. spatial,fuse for a context "
+                        "grafted onto a trained model); the rest stays frozen and no gradient flows through it")
 
 
 def run(a) -> int:
@@ -382,5 +403,7 @@ def run(a) -> int:
                        stop_after_minutes=a.stop_after_minutes, export=Path(a.export) if a.export else None,
                        init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
                        prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp,
-                       quality_range=tuple(a.quality_range) if a.quality_range else None, compile=a.compile))
+                       quality_range=tuple(a.quality_range) if a.quality_range else None, compile=a.compile,
+                       checkerboard=a.checkerboard,
+                       train_only=tuple(m for m in a.train_only.split(",") if m)))
     return 0

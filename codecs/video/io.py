@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError, UsageError
-from ..fileio import atomic_output, check_output
+from ..fileio import atomic_output, check_output, process_umask
 
 CONTAINER_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m"}
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -236,10 +236,8 @@ def _write_png_folder(path: Path, video: Video, force: bool) -> None:
     if not path.parent.exists():
         raise OutputError(f"output folder {path.parent} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        tmp.chmod(0o777 & ~umask)
+        tmp.chmod(0o777 & ~process_umask())
         for i, frame in enumerate(video.frames):
             Image.fromarray(frame).save(tmp / f"{i:05d}.png")
         if path.exists():
