@@ -125,5 +125,6 @@ def test_checkerboard_graft_trains_only_the_named_modules(tmp_path):
     assert state["model"]["fuse.4.2.weight"].abs().max() > 0
     for key in ("g_a.0.weight", "context.4.4.bias", "lrp.0.0.weight", "log_gain"):
         assert torch.equal(state["model"][key], before[key]), key
+    assert main([a for a in args if a != "--checkerboard"]) == 2   # resuming it as another model: a clear error
     assert main(args[:6] + ["--out", str(tmp_path / "bad"), "--train-only", "nothing"]) == 2
     assert main(args[:3] + ["hyperprior"] + args[4:6] + ["--out", str(tmp_path / "bad2"), "--checkerboard"]) == 2

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..checkpoints import save_atomic, sigterm_as_interrupt
 from ..errors import UsageError
-from .models import PRESETS, build_model
+from .models import PRESETS, ImageModelConfig, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -229,6 +229,10 @@ def train(opts: TrainOptions) -> Path:
         if config.arch != "slice":
             raise UsageError("--checkerboard applies to the slice model only")
         config = dataclasses.replace(config, checkerboard=True)
+    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    if state is not None and ImageModelConfig.from_dict(state["config"]) != config:
+        raise UsageError(f"{ckpt_path} holds a different model ({state['config']['arch']}, checkerboard "
+                         f"{state['config'].get('checkerboard', False)}); resume with the options that started it")
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
     named = dict(model.named_parameters())
     aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]   # the densities' bookkeeping
@@ -247,8 +251,7 @@ def train(opts: TrainOptions) -> Path:
                                   {"params": prior_params, "scale": opts.prior_lr_scale}], lr=opts.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
     step, elapsed_before = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         if "optimizer" in state:  # weights-only checkpoints restart the optimizer state
             optimizer.load_state_dict(state["optimizer"])
