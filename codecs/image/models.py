@@ -377,7 +377,7 @@ class SliceModel(ImageModel):
             self.fuse = nn.ModuleList(fuse_net(s) for s in config.slices)
 
     def _code_slice(self, i: int, y_i: torch.Tensor, params: torch.Tensor, quantizer: Quantizer):
-        """Rate values, likelihoods and quantized values of slice ``i`` given its channel-context parameters."""
+        """Likelihoods and quantized values of slice ``i`` given its channel-context parameters."""
         means, scales = params.chunk(2, dim=1)
         y_rate, y_hat = quantizer(y_i - means)
         y_hat = y_hat + means

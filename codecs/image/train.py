@@ -234,16 +234,14 @@ def train(opts: TrainOptions) -> Path:
         raise UsageError(f"{ckpt_path} holds a different model ({state['config']['arch']}, checkerboard "
                          f"{state['config'].get('checkerboard', False)}); resume with the options that started it")
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
-    named = dict(model.named_parameters())
-    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]   # the densities' bookkeeping
-    named = {n: p for n, p in named.items() if not n.endswith(".quantiles")}
-    if opts.train_only:
-        trained = {n for n in named if n.split(".")[0] in opts.train_only}
-        if not trained:
-            raise UsageError(f"--train-only {','.join(opts.train_only)} names no module of the {config.arch} model")
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]   # the densities' bookkeeping
+    named = {n: p for n, p in model.named_parameters() if not n.endswith(".quantiles")}
+    if opts.train_only:   # freeze the rest: no gradient flows through it
         for n, p in named.items():
-            p.requires_grad_(n in trained)
-        named = {n: p for n, p in named.items() if n in trained}
+            p.requires_grad_(n.split(".")[0] in opts.train_only)
+        named = {n: p for n, p in named.items() if p.requires_grad}
+        if not named:
+            raise UsageError(f"--train-only {','.join(opts.train_only)} names no module of the {config.arch} model")
     prior_params = [p for n, p in named.items() if "prior" in n]
     other_params = [p for n, p in named.items() if "prior" not in n]
     main_params = other_params + prior_params
