@@ -78,6 +78,14 @@ def stack_rows(rows: list[np.ndarray], offsets: list[int]) -> TableSet:
     return TableSet(pmfs, np.asarray(offsets, dtype=np.int64), lengths)
 
 
+def geometric_delta_table(span: int, decay: float) -> TableSet:
+    """One row over the integers ``-span .. span`` with P(d) proportional to ``decay ** |d|``: a
+    fixed model for side information coded as differences from the previous value."""
+    d = np.arange(-span, span + 1)
+    p = decay ** np.abs(d).astype(np.float64)
+    return stack_rows([np.append(p / p.sum(), TAIL_MASS)], [-span])
+
+
 def gaussian_scale_table(levels: int = 64, smin: float = 0.11, smax: float = 256.0) -> np.ndarray:
     """Geometric grid of Gaussian scales, snapped to multiples of 2**-16."""
     scales = np.exp(np.linspace(math.log(smin), math.log(smax), levels))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..entropy import SymbolDecoder, SymbolEncoder
-from ..entropy.tables import TAIL_MASS, stack_rows
+from ..entropy.tables import geometric_delta_table
 
 BAND_EDGES = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 560, 960)   # MDCT bins at hop 960 (25 Hz each)
 TILE = 2             # frames per level (40 ms)
@@ -30,13 +30,7 @@ DELTA_RANGE = 12      # the table covers level differences -12 .. 12 (every poss
 DELTA_DECAY = 0.3     # P(d) ~ DELTA_DECAY ** |d|
 
 
-def _delta_table():
-    d = np.arange(-DELTA_RANGE, DELTA_RANGE + 1)
-    p = DELTA_DECAY ** np.abs(d).astype(np.float64)
-    return stack_rows([np.append(p / p.sum(), TAIL_MASS)], [-DELTA_RANGE])
-
-
-DELTA_TABLE = _delta_table()
+DELTA_TABLE = geometric_delta_table(DELTA_RANGE, DELTA_DECAY)
 
 
 def band_edges(bins: int) -> list[int]:

@@ -10,7 +10,8 @@ both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
 (samples at the model rate), ``cf`` (frames per chunk), ``bf`` (1: each chunk's ``y`` payload ends
-with band fill levels, :mod:`.bandfill`; streams without it use the config's fixed fill), and per
+with band fill levels, :mod:`.bandfill`; streams without it use the config's fixed fill), ``fb``
+(1: then come the chunk's frame boost levels, :mod:`.frameboost`; streams without it have none), and per
 chunk ``q`` (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and
 ``y`` sections).
 """
@@ -28,6 +29,7 @@ from ..entropy import EntropyCodingError
 from ..entropy import from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..errors import CorruptStreamError, InputError, UsageError
+from . import frameboost
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
 from .mdct import frame_count, imdct, mdct
 from .model import SCALE_MIN
@@ -211,7 +213,7 @@ class AudioCodec:
                 progress(valid)
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
-        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": 1, **chunks}
+        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": 1, "fb": 1, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
@@ -221,22 +223,24 @@ class AudioCodec:
         at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
         with torch.no_grad():
             coefs = mdct(torch.from_numpy(x).to(self.device), self.hop)
+        boosts = frameboost.measure_levels(coefs)
+        coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed)
+            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts)
         else:
             budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
-            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess)
+            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
         return q, bits
 
-    def _compress(self, coefs: torch.Tensor, q: float) -> tuple[dict, float]:
+    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray) -> tuple[dict, float]:
         q = round(q * 1000) / 1000                     # the quality the stream records
         with torch.no_grad():
             y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
-        sections, _, _, bits = self.latent.compress(y)
+        sections, _, _, bits = self.latent.compress(y, boosts)
         return sections, bits
 
     @torch.no_grad()
@@ -254,13 +258,13 @@ class AudioCodec:
         bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
         return bits / 8
 
-    def _search(self, coefs: torch.Tensor, budget: float, q: float):
+    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
         float model's estimate, rescaled by the exact coder's size after each exact encode (at most 3)."""
         top, ratio, best = float(self.config.levels - 1), 1.0, None
         for _ in range(3):
             q = _secant(lambda v: ratio * self._estimate_bytes(coefs, v), budget, q, top)
-            sections, bits = self._compress(coefs, q)
+            sections, bits = self._compress(coefs, q, boosts)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
                 best = (q, size, sections, bits)
@@ -293,12 +297,15 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file's chunk table does not match its sections")
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        band_fill = c.fields.get("bf", 0)
+        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
         if band_fill not in (0, 1):
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
+        if boosted not in (0, 1):
+            raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
         last = total - (count - 1) * cf
         sizes = [cf] * (count - 1) + [-(-last // 4) * 4]
-        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": bool(band_fill), "chunks": list(zip(sizes, q, zl, yl))}
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": bool(band_fill), "fb": bool(boosted),
+                "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
@@ -310,7 +317,7 @@ class AudioCodec:
             sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
             zpos, ypos = zpos + zl, ypos + yl
             try:
-                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"])
+                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"], layout["fb"])
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail
@@ -323,16 +330,16 @@ class AudioCodec:
                 yield from_coded_channels(out)
 
     def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
-                      band_fill: bool) -> np.ndarray:
+                      band_fill: bool, boosted: bool) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
-        y_sym, log_scale, fraction = self.latent.decompress(sections, shape, band_fill and self.noise_fill is None)
-        fill = self.noise_fill if fraction is None else fraction.to(self.device)
+        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, band_fill, boosted)
+        fill = fraction.to(self.device) if fraction is not None and self.noise_fill is None else self.noise_fill
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
             y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
-            return imdct(y_rec / gain, self.hop).cpu().numpy()
+            return imdct(y_rec / gain / frameboost.factors(boosts, self.device), self.hop).cpu().numpy()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""

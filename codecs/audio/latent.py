@@ -15,7 +15,7 @@ import torch
 from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, from_fixed, to_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..entropy.tables import gaussian_scale_table, gaussian_tables
-from . import bandfill
+from . import bandfill, frameboost
 from .model import SCALE_MIN, AudioModel, context_inputs, from_grid, log2_magnitude, zero_bin_variance
 
 
@@ -49,9 +49,10 @@ class AudioLatentCodec:
         mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym[..., 0::2]).double()))
         return hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], mag)))
 
-    def compress(self, y: torch.Tensor) -> tuple[dict, np.ndarray, torch.Tensor, float]:
+    def compress(self, y: torch.Tensor, boosts: np.ndarray) -> tuple[dict, np.ndarray, torch.Tensor, float]:
         """Sections, integer symbols, fixed-point log-scales and the ideal bit count; the ``y``
-        section ends with the chunk's band fill levels (:mod:`.bandfill`)."""
+        section ends with the chunk's band fill levels (:mod:`.bandfill`) and the frame boost
+        levels ``boosts`` already applied to ``y`` (:mod:`.frameboost`)."""
         if y.shape[-1] % 4:
             raise ValueError("chunks must have a multiple of 4 frames")
         with torch.no_grad():
@@ -65,13 +66,15 @@ class AudioLatentCodec:
         scales = self._merge(hyper, odd_scales)
         levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)))
         bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym))
+        bits += frameboost.encode_levels(ey, boosts)
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
-    def decompress(self, sections: dict, shape: tuple, band_fill: bool = True
-                   ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
-        """Symbols, fixed-point log-scales and per-coefficient fill fractions of a chunk of ``shape``
-        (B, bins, 1, T); the fractions are None unless ``band_fill`` (the stream codes levels and
-        the caller wants them; they are the ``y`` section's last symbols, so they can be skipped)."""
+    def decompress(self, sections: dict, shape: tuple, band_fill: bool = True, boosted: bool = True
+                   ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Symbols, fixed-point log-scales, per-coefficient fill fractions and frame boost levels
+        of a chunk of ``shape`` (B, bins, 1, T), for a stream that codes band fill levels
+        (``band_fill``; otherwise the fractions are None) and frame boosts (``boosted``; otherwise
+        the levels are all 0)."""
         b, _, _, t = shape
         z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
         hyper = self._hyper(z_sym)
@@ -83,7 +86,8 @@ class AudioLatentCodec:
         fraction = None
         if band_fill:
             fraction = bandfill.fill_fraction(bandfill.decode_levels(dec, bandfill.coded_cells(y_sym)), shape[1])
-        return y_sym, self._merge(hyper, odd_scales), fraction
+        boosts = frameboost.decode_levels(dec, t) if boosted else np.zeros(t, np.int64)
+        return y_sym, self._merge(hyper, odd_scales), fraction, boosts
 
     @staticmethod
     def _merge(hyper: torch.Tensor, odd_scales: torch.Tensor) -> torch.Tensor:
