@@ -201,6 +201,38 @@ def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music)
     assert si_sdr(x, y) > 10
 
 
+def test_zero_bin_variance_is_a_twelfth_for_huge_scales():
+    """The zero-bin variance of a very wide Gaussian is 1/12; the closed form used to cancel into
+    garbage from about scale 1e4 on (1.8e20 at 1e12), which blew up fresh training runs."""
+    import math
+
+    from ncodec.audio.model import zero_bin_variance
+
+    v = zero_bin_variance(torch.tensor([0.0, math.log(1e3), math.log(1e6), 50.0]))
+    assert torch.isfinite(v).all() and v[0] < 1 / 12
+    assert torch.allclose(v[1:], torch.full((3,), 1 / 12, dtype=torch.float64), rtol=1e-5)
+
+
+def test_fresh_training_with_a_shorter_hop_codes_audio(tmp_path, music):
+    """``ncodec train audio --hop 480`` from scratch: finite weights, and the exported model codes
+    audio to the input's length (band fill tiles stay 40 ms: 4 frames of 480)."""
+    from ncodec.audio import app, bandfill, train
+    from ncodec.audio.io import write_audio
+
+    x, rate = music
+    (tmp_path / "data" / "music").mkdir(parents=True)
+    write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, : rate], rate)
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--batch", "2", "--frames", "16",
+            "--hop", "480", "--no-amp", "--steps", "30", "--export", str(tmp_path / "w.safetensors")]
+    assert train.main(args) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["hop"] == 480 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert bandfill.tile_frames(480) == 4 and bandfill.tile_frames(960) == 2
+    codec = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
+    y = codec.decode(codec.encode(x, rate, quality=6)).samples
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
 def test_training_checkpoints_on_sigterm(tmp_path, music):
     """``ncodec train audio`` ended by SIGTERM checkpoints before it exits, as on Ctrl-C."""
     from ncodec.audio.io import write_audio

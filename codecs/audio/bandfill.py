@@ -4,7 +4,7 @@ coded as zero should be.
 The scale-derived fill (:func:`.model.zero_bin_fill`) infers the energy of a zero-coded
 coefficient from its coded scale, which puts noise into bands the input barely has and
 leaves others too quiet.  Here the encoder *measures* it instead: per channel, band
-(:data:`BAND_EDGES`, 13 bands) and tile of :data:`TILE` frames it takes the energy of the true
+(:data:`BAND_EDGES`, 13 bands) and 40 ms tile (:func:`tile_frames`) it takes the energy of the true
 gain-domain coefficients whose symbol is 0, divides it by the zero-bin variance their coded
 scales predict, and codes the level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps,
 clipped to ``K_MIN .. K_MAX``); the decoder then fills those zeros with the fraction
@@ -22,7 +22,7 @@ from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.tables import geometric_delta_table
 
 BAND_EDGES = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 560, 960)   # MDCT bins at hop 960 (25 Hz each)
-TILE = 2             # frames per level (40 ms)
+TILE_SAMPLES = 1920  # 40 ms at 48 kHz: each level covers this much time
 K_MIN, K_MAX = -8, 4  # level range: fill fractions 4**-8 (-48 dB) .. 4**4
 K_START = -1          # the level before a band's first cell (0.25, the scale-derived fill's default)
 FILL_TARGET = 0.6     # encoder's share of the measured energy (noise of the right level still adds error)
@@ -38,22 +38,28 @@ def band_edges(bins: int) -> list[int]:
     return [round(e * bins / BAND_EDGES[-1]) for e in BAND_EDGES]
 
 
+def tile_frames(bins: int) -> int:
+    """Frames per level for a hop of ``bins`` samples (2 at the shipped 960)."""
+    return max(1, TILE_SAMPLES // bins)
+
+
 def _cell_sums(v: torch.Tensor, edges: list[int]) -> torch.Tensor:
-    """(B, bins, 1, T) -> (B, bands, T / TILE): sums over each band and tile."""
-    b, _, _, t = v.shape
+    """(B, bins, 1, T) -> (B, bands, T / tile): sums over each band and tile."""
+    b, bins, _, t = v.shape
+    tile = tile_frames(bins)
     cs = torch.nn.functional.pad(v[:, :, 0].double().cumsum(1), (0, 0, 1, 0))
     bands = cs[:, edges[1:]] - cs[:, edges[:-1]]
-    return bands.reshape(b, len(edges) - 1, t // TILE, TILE).sum(-1)
+    return bands.reshape(b, len(edges) - 1, t // tile, tile).sum(-1)
 
 
 def coded_cells(y_sym: np.ndarray) -> np.ndarray:
-    """Boolean (B, bands, T / TILE): the cells holding at least one zero symbol (those carry a level)."""
+    """Boolean (B, bands, T / tile): the cells holding at least one zero symbol (those carry a level)."""
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
     return (_cell_sums(zeros, band_edges(y_sym.shape[1])) > 0).numpy()
 
 
 def measure_levels(y: torch.Tensor, y_sym: np.ndarray, variance: torch.Tensor) -> np.ndarray:
-    """Levels (B, bands, T / TILE) from the true coefficients ``y``, their symbols and the predicted
+    """Levels (B, bands, T / tile) from the true coefficients ``y``, their symbols and the predicted
     zero-bin variance of every coefficient (fraction 1)."""
     edges = band_edges(y.shape[1])
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
@@ -93,7 +99,7 @@ def decode_levels(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
 
 
 def fill_fraction(levels: np.ndarray, bins: int) -> torch.Tensor:
-    """Per-coefficient fill fraction (B, bins, 1, T) from levels (B, bands, T / TILE)."""
+    """Per-coefficient fill fraction (B, bins, 1, T) from levels (B, bands, T / tile)."""
     widths = torch.tensor(np.diff(band_edges(bins)))
     frac = torch.from_numpy(4.0 ** levels.astype(np.float64)).float()
-    return frac.repeat_interleave(widths, dim=1).repeat_interleave(TILE, dim=2)[:, :, None]
+    return frac.repeat_interleave(widths, dim=1).repeat_interleave(tile_frames(bins), dim=2)[:, :, None]

@@ -46,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/audio/default", help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
     p.add_argument("--steps", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; 20 ms each)")
+    p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; one hop each)")
+    p.add_argument("--hop", type=int, choices=(240, 480, 960), default=None,
+                   help="MDCT hop of a new model in samples at 48 kHz (default 960: 20 ms frames, 40 ms windows)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--mel-weight", type=float, default=0.0,
                    help="weight of the multi-resolution log-mel L1 in the loss (default 0: MSE and rate only, the "
@@ -156,7 +158,8 @@ def run(args) -> int:
     else:
         from .weights import training_model
 
-        overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width)) if v is not None}
+        overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width),
+                                       ("hop", args.hop)) if v is not None}
         model = training_model(Path(args.init) if args.init else None, **overrides)
         config = model.config
     model = model.to(device)
