@@ -231,6 +231,9 @@ def test_fresh_training_with_a_shorter_hop_codes_audio(tmp_path, music):
     codec = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
     y = codec.decode(codec.encode(x, rate, quality=6)).samples
     assert y.shape == x.shape and np.isfinite(y).all()
+    for wrong in (["--hop", "960"], ["--init", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "new")]):
+        with pytest.raises(UsageError, match="hop"):    # resuming with another hop; --hop with a warm start
+            train.main(args + wrong)
 
 
 def test_training_checkpoints_on_sigterm(tmp_path, music):

@@ -146,6 +146,8 @@ def run(args) -> int:
     device = torch.device(args.device or "cpu")
     if args.frames % 4:
         raise UsageError("--frames must be a multiple of 4")
+    if args.hop and args.init:
+        raise UsageError("--hop makes a new model; a warm start keeps the hop of its weights (drop --hop or --init)")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -154,6 +156,8 @@ def run(args) -> int:
     state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
     if state is not None:
         config = AudioModelConfig.from_dict(state["config"])
+        if args.hop and args.hop != config.hop:
+            raise UsageError(f"{ckpt_path} holds a model with hop {config.hop}; resume without --hop {args.hop}")
         model = AudioModel(config)
     else:
         from .weights import training_model
