@@ -74,14 +74,41 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     y = coefs * codec.model.gains(torch.tensor([5.0]))
     boosts = np.arange(40) % 11
     sections, symbols, scales, _ = codec.latent.compress(y, boosts)
-    decoded, decoded_scales, fraction, decoded_boosts = codec.latent.decompress(sections, tuple(y.shape))
+    decoded, decoded_scales, fraction, decoded_boosts = codec.latent.decompress(sections, tuple(y.shape),
+                                                                                bandfill.CURRENT, True)
     assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
     assert np.array_equal(decoded_boosts, boosts)
     assert np.abs(symbols).max() > 0
-    levels = bandfill.measure_levels(y, symbols, zero_bin_variance(from_fixed(scales, torch.float64)))
+    levels = bandfill.measure_levels(y, symbols, zero_bin_variance(from_fixed(scales, torch.float64)),
+                                     bandfill.CURRENT)
     assert len(np.unique(levels)) > 2                                    # the levels carry information
     zeros = torch.from_numpy(symbols == 0)        # the fractions that fill something round trip exactly
-    assert torch.equal(fraction[zeros], bandfill.fill_fraction(levels, y.shape[1])[zeros])
+    assert torch.equal(fraction[zeros], bandfill.fill_fraction(levels, y.shape[1], bandfill.CURRENT)[zeros])
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+def test_band_fill_levels_round_trip_in_both_layouts(mode):
+    """Any levels in range, on any pattern of cells that carry one (the others are never read),
+    decode exactly in the current layout and the older one; the layouts partition the bins."""
+    from ncodec.audio import bandfill
+    from ncodec.entropy import SymbolDecoder, SymbolEncoder
+
+    rng = np.random.default_rng(mode)
+    bands = len(bandfill.LAYOUTS[mode].edges) - 1
+    k_min, k_max = bandfill.LAYOUTS[mode].k_min, bandfill.K_MAX
+    levels = rng.integers(k_min, k_max + 1, size=(2, bands, 30))
+    levels[:, :, 10:20] = np.clip(levels[:, :, 10:11] + rng.integers(-1, 2, size=(2, bands, 10)), k_min, k_max)
+    levels[:, -3:, 20:] = k_min                                       # bands the input does not have
+    cells = rng.random((2, bands, 30)) < 0.8
+    enc = SymbolEncoder()
+    bits = bandfill.encode_levels(enc, levels, cells, mode)
+    data = enc.finish()
+    decoded = bandfill.decode_levels(SymbolDecoder(data), cells, mode)
+    assert np.array_equal(decoded[cells], levels[cells])
+    assert abs(8 * len(data) - bits) < 0.05 * bits + 64
+    for bins in (240, 480, 960):
+        edges = bandfill.band_edges(bins, mode)
+        assert edges[0] == 0 and edges[-1] == bins and all(np.diff(edges) > 0)
 
 
 def test_speech_quality_and_rate(codec, speech):
@@ -120,17 +147,18 @@ def test_noise_fill_improves_mel_distance_and_decodes_the_same(codec, speech):
     assert si_sdr(x, filled) > si_sdr(x, plain) - 3
 
 
-def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, monkeypatch):
+def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, music, monkeypatch):
     """The coded band levels give a lower mel distance than the fixed, scale-derived fill on the
-    same stream; a stream without the ``bf`` and ``fb`` fields (older ncodec) decodes with the
-    fixed fill; an unknown fill mode is a clear error."""
-    from ncodec.audio import frameboost
+    same stream; the mel-spaced layout (``bf=2``) beats the older 13-band one on music at the same
+    rate, and streams in that older layout (``bf=1``) still decode; a stream without the ``bf`` and
+    ``fb`` fields (older ncodec) decodes with the fixed fill; an unknown fill mode is a clear error."""
+    from ncodec.audio import bandfill, frameboost
     from ncodec.audio.codec import AudioCodec
 
     x, rate = speech
     monkeypatch.setattr(frameboost, "measure_levels", lambda coefs: np.zeros(coefs.shape[-1], np.int64))
     c = Container.from_bytes(codec.encode(x, rate, kbps=12))
-    assert c.fields["bf"] == 1
+    assert c.fields["bf"] == bandfill.CURRENT == 2
     fixed = AudioCodec("mdct", codec.model, codec.latent, codec.digest, noise_fill=codec.config.noise_fill)
     band_mel = mel_distance(x, codec.decode(c).samples, rate)
     fixed_out = fixed.decode(c).samples
@@ -138,9 +166,19 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
     old = Container(c.codec, c.model, c.weights_digest, {k: v for k, v in c.fields.items() if k not in ("bf", "fb")},
                     c.sections)
     assert np.array_equal(codec.decode(old.to_bytes()).samples, fixed_out)
-    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 2}, c.sections)
+    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 3}, c.sections)
     with pytest.raises(CorruptStreamError):
         codec.decode(bad.to_bytes())
+
+    x, rate = music
+    mel, size = {}, {}
+    for mode in (2, 1):
+        monkeypatch.setattr(bandfill, "CURRENT", mode)
+        data = codec.encode(x, rate, kbps=24)
+        assert Container.from_bytes(data).fields["bf"] == mode
+        mel[mode], size[mode] = mel_distance(x, codec.decode(data).samples, rate), len(data)
+    assert size[2] < 1.03 * size[1] and mel[2] < 0.9 * mel[1]
+    assert mel[1] < 0.85 * mel_distance(x, fixed.decode(data).samples, rate)   # bf=1 levels still help
 
 
 def test_frame_boost_levels_follow_quietness():

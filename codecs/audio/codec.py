@@ -1,16 +1,17 @@
 """The learned audio codec: samples <-> container bytes, chunk by chunk.
 
 Input of any rate from 8 to 48 kHz is resampled to the model rate (48 kHz), stereo becomes
-mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (10 s).  A
-chunk is a run of *global* MDCT frames, so overlap-adding the decoded chunks is exactly the
-inverse MDCT of the whole signal: chunking adds no seam, it only restarts the entropy
-model's context at chunk edges.  Each chunk has its own quality, chosen by a secant search
+mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (500: 5 s at the
+shipped 480-sample hop).  A chunk is a run of *global* MDCT frames, so overlap-adding the
+decoded chunks is exactly the inverse MDCT of the whole signal: chunking adds no seam, it only
+restarts the entropy model's context at chunk edges.  Each chunk has its own quality, chosen by a secant search
 on the exact coded size when a bitrate is asked for.  Memory stays bounded by one chunk on
 both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
-(samples at the model rate), ``cf`` (frames per chunk), ``bf`` (1: each chunk's ``y`` payload ends
-with band fill levels, :mod:`.bandfill`; streams without it use the config's fixed fill), ``fb``
+(samples at the model rate), ``cf`` (frames per chunk), ``bf`` (each chunk's ``y`` payload ends
+with band fill levels in this layout of :mod:`.bandfill`, 2 or the older 1; streams without it use the
+config's fixed fill), ``fb``
 (1: then come the chunk's frame boost levels, :mod:`.frameboost`; streams without it have none), and per
 chunk ``q`` (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and
 ``y`` sections).
@@ -29,7 +30,7 @@ from ..entropy import EntropyCodingError
 from ..entropy import from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..errors import CorruptStreamError, InputError, UsageError
-from . import frameboost
+from . import bandfill, frameboost
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
 from .mdct import frame_count, imdct, mdct
 from .model import SCALE_MIN
@@ -213,7 +214,8 @@ class AudioCodec:
                 progress(valid)
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
-        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": 1, "fb": 1, **chunks}
+        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": bandfill.CURRENT, "fb": 1,
+                  **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
@@ -260,17 +262,18 @@ class AudioCodec:
 
     def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
-        float model's estimate, rescaled by the exact coder's size after each exact encode (at most 3)."""
-        top, ratio, best = float(self.config.levels - 1), 1.0, None
+        float model's estimate plus what the last exact encode (at most 3) added to it (the band fill
+        and frame boost levels, which the estimate leaves out, and the coder's overhead)."""
+        top, extra, best = float(self.config.levels - 1), 0.0, None
         for _ in range(3):
-            q = _secant(lambda v: ratio * self._estimate_bytes(coefs, v), budget, q, top)
+            q = _secant(lambda v: max(self._estimate_bytes(coefs, v) + extra, 1.0), budget, q, top)
             sections, bits = self._compress(coefs, q, boosts)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
                 best = (q, size, sections, bits)
             if abs(size - budget) <= RATE_TOLERANCE * budget or (q == top and size < budget) or (q == 0 and size > budget):
                 break
-            ratio = size / max(self._estimate_bytes(coefs, q), 1e-9)
+            extra = size - self._estimate_bytes(coefs, q)
         return best[0], (best[2], best[3])
 
     # -- decoding ------------------------------------------------------------------------
@@ -298,13 +301,13 @@ class AudioCodec:
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
         band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
-        if band_fill not in (0, 1):
+        if band_fill not in (0, *bandfill.LAYOUTS):
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
         if boosted not in (0, 1):
             raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
         last = total - (count - 1) * cf
         sizes = [cf] * (count - 1) + [-(-last // 4) * 4]
-        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": bool(band_fill), "fb": bool(boosted),
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": band_fill, "fb": bool(boosted),
                 "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
@@ -330,7 +333,7 @@ class AudioCodec:
                 yield from_coded_channels(out)
 
     def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
-                      band_fill: bool, boosted: bool) -> np.ndarray:
+                      band_fill: int, boosted: bool) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
         y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, band_fill, boosted)
         fill = fraction.to(self.device) if fraction is not None and self.noise_fill is None else self.noise_fill

@@ -51,7 +51,7 @@ class AudioLatentCodec:
 
     def compress(self, y: torch.Tensor, boosts: np.ndarray) -> tuple[dict, np.ndarray, torch.Tensor, float]:
         """Sections, integer symbols, fixed-point log-scales and the ideal bit count; the ``y``
-        section ends with the chunk's band fill levels (:mod:`.bandfill`) and the frame boost
+        section ends with the chunk's band fill levels (:mod:`.bandfill`, layout ``CURRENT``) and the frame boost
         levels ``boosts`` already applied to ``y`` (:mod:`.frameboost`)."""
         if y.shape[-1] % 4:
             raise ValueError("chunks must have a multiple of 4 frames")
@@ -64,16 +64,17 @@ class AudioLatentCodec:
         bits = (self.z_prior.encode(ez, z_sym) + self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
                 + self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales))
         scales = self._merge(hyper, odd_scales)
-        levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)))
-        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym))
+        mode = bandfill.CURRENT
+        levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)), mode)
+        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym, mode), mode)
         bits += frameboost.encode_levels(ey, boosts)
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
-    def decompress(self, sections: dict, shape: tuple, band_fill: bool = True, boosted: bool = True
+    def decompress(self, sections: dict, shape: tuple, band_fill: int, boosted: bool = True
                    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, np.ndarray]:
         """Symbols, fixed-point log-scales, per-coefficient fill fractions and frame boost levels
-        of a chunk of ``shape`` (B, bins, 1, T), for a stream that codes band fill levels
-        (``band_fill``; otherwise the fractions are None) and frame boosts (``boosted``; otherwise
+        of a chunk of ``shape`` (B, bins, 1, T), for a stream that codes band fill levels in layout
+        ``band_fill`` (0: none, and the fractions are None) and frame boosts (``boosted``; otherwise
         the levels are all 0)."""
         b, _, _, t = shape
         z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
@@ -85,7 +86,8 @@ class AudioLatentCodec:
         y_sym[..., 1::2] = self.gaussian.decode(dec, odd_scales)
         fraction = None
         if band_fill:
-            fraction = bandfill.fill_fraction(bandfill.decode_levels(dec, bandfill.coded_cells(y_sym)), shape[1])
+            levels = bandfill.decode_levels(dec, bandfill.coded_cells(y_sym, band_fill), band_fill)
+            fraction = bandfill.fill_fraction(levels, shape[1], band_fill)
         boosts = frameboost.decode_levels(dec, t) if boosted else np.zeros(t, np.int64)
         return y_sym, self._merge(hyper, odd_scales), fraction, boosts
 
