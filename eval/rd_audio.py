@@ -9,7 +9,9 @@ folder level under DIR (``speech/``, ``music/`` ...; files directly in DIR form 
 Writes, per group, one JSON per codec in CompressAI's results layout with ``kbps`` as the rate
 (``{group}/{codec}.json``), a Bjøntegaard table per metric against the anchor (``bdrate.md``,
 ``bdrate.csv``) and plots (``{group}-{metric}.png``).  ncodec codecs run through the public API
-(``ncodec.load_codec``), the classical ones through PyAV (:mod:`.classical_audio`).
+(``ncodec.load_codec``), the classical ones through PyAV (:mod:`.classical_audio`).  Curves an
+earlier sweep wrote (``--reference``, e.g. the committed Opus results) join the tables and plots
+without being re-run, provided they were measured on the same files at the same targets.
 """
 from __future__ import annotations
 
@@ -45,6 +47,10 @@ def add_arguments(p) -> None:
                    help="run ViSQOL on the first N seconds only (0 = all; it is slow: ~3 s per second of music)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--weights", default=None, help="weights file for the ncodec codec (default: the shipped one)")
+    p.add_argument("--reference", nargs="+", default=[], metavar="JSON",
+                   help="per-codec JSON files an earlier sweep of this folder wrote (e.g. "
+                        "assets/audio/speech/speech/opus.json), added to the tables and plots without re-running "
+                        "them; the anchor may be one of them")
 
 
 def find_audio(folder: Path) -> dict[str, list[Path]]:
@@ -183,19 +189,47 @@ def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set
     return text
 
 
+def read_references(paths: list[Path], files: dict[str, list[Path]], kbps: list[float], measured: set[str],
+                    seconds: float = 0.0) -> dict[str, dict[str, dict]]:
+    """Earlier per-codec result JSONs by group and name, refused (ValueError) unless each was
+    measured on exactly this sweep's files of its group at these targets, with no ``--seconds``
+    cut, and is not named like a codec being measured."""
+    refs: dict[str, dict[str, dict]] = {}
+    for path in map(Path, paths):
+        try:
+            doc = json.loads(path.read_text())
+            group, name, results = doc["group"], doc["name"], doc["results"]
+            ref_files, targets = sorted(doc["files"]), [float(t) for t in results["target_kbps"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a result file of ncodec eval audio ({exc})") from None
+        if name in measured or name in refs.get(group, {}):
+            raise ValueError(f"{path}: {name!r} is already in the sweep")
+        if seconds:
+            raise ValueError("--reference needs whole files (drop --seconds)")
+        if ref_files != sorted(p.name for p in files.get(group, [])) or targets != [float(k) for k in kbps]:
+            raise ValueError(f"{path} was measured on other files or bitrates than this sweep's {group!r} group")
+        refs.setdefault(group, {})[name] = {"path": path, "results": results}
+    return refs
+
+
 def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[float], anchor: str = "opus",
                    visqol_kbps: set | None = None, seconds: float = 0.0, device: str | None = None,
-                   visqol_seconds: float = 0.0, weights: str | None = None) -> dict:
+                   visqol_seconds: float = 0.0, weights: str | None = None,
+                   reference_jsons: list[Path] = ()) -> dict:
     """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate; ``weights``
-    replaces the ncodec codec's shipped weights file."""
+    replaces the ncodec codec's shipped weights file; ``reference_jsons`` are earlier results
+    (:func:`read_references`) to include."""
     from ..audio.io import read_audio
 
     files = find_audio(folder)
     if not files:
         raise ValueError(f"no audio files under {folder}")
     runners = load_runners(codecs, device, weights)
-    if anchor not in runners:
-        raise ValueError(f"anchor {anchor!r} is not among the codecs")
+    references = read_references(reference_jsons, files, kbps, set(runners), seconds)
+    lacking = [g for g in files if anchor not in runners and anchor not in references.get(g, {})]
+    if lacking:
+        raise ValueError(f"anchor {anchor!r} is neither among the codecs nor the reference curves "
+                         f"(group {', '.join(lacking)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     notes: set = set()
     summary: dict[str, dict] = {}
@@ -217,15 +251,19 @@ def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[fl
         gdir = out_dir / group
         gdir.mkdir(exist_ok=True)
         summary[group] = {}
+        jsons = {}
         for name, pts in by_codec.items():
             curve = _mean_curve(pts)
             summary[group][name] = curve
             doc = {"name": name, "description": runners[name].description, "group": group,
                    "files": sorted({p["file"] for p in pts}), "results": curve, "per_file": pts}
-            (gdir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+            jsons[name] = gdir / f"{name}.json"
+            jsons[name].write_text(json.dumps(doc, indent=2) + "\n")
+        for name, ref in references.get(group, {}).items():
+            summary[group][name], jsons[name] = ref["results"], ref["path"]
         for metric in METRICS:
             if any(metric in c for c in summary[group].values()):
-                plot_rd([gdir / f"{n}.json" for n in by_codec if metric in summary[group][n]],
+                plot_rd([j for n, j in jsons.items() if metric in summary[group][n]],
                         out_dir / f"{group}-{metric}.png", metric=metric, rate="kbps", title=f"{group}: {metric}")
     write_tables(out_dir, summary, anchor, notes)
     return summary
@@ -246,7 +284,7 @@ def run(a) -> int:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
         run_audio_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), kbps, a.anchor, vk, a.seconds,
-                       a.device, a.visqol_seconds, a.weights)
+                       a.device, a.visqol_seconds, a.weights, a.reference)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print((Path(a.out) / "bdrate.md").read_text())

@@ -65,3 +65,18 @@ def test_rd_sweep_writes_curves_tables_and_plots(tmp_path):
     assert doc["results"]["si-sdr"][1] > doc["results"]["si-sdr"][0]
     assert (tmp_path / "out" / "speech-si-sdr.png").exists()
     assert "ncodec-mdct | si-sdr" in (tmp_path / "out" / "bdrate.md").read_text()
+
+    # a later sweep re-runs only ncodec and takes Opus's curve from the first one's JSON
+    opus_json = tmp_path / "out" / "speech" / "opus.json"
+    again = run_audio_eval(tmp_path / "in", ["ncodec:mdct"], tmp_path / "again", [16, 32], visqol_kbps=set(),
+                           reference_jsons=[opus_json])
+    assert again["speech"]["opus"] == curves["opus"] and "ncodec-mdct" in again["speech"]
+    assert "| opus | si-sdr | +0.0 |" in (tmp_path / "again" / "bdrate.md").read_text()
+    assert not (tmp_path / "again" / "speech" / "opus.json").exists()
+    for codecs, kbps, match in ((["ncodec:mdct"], [16], "other files or bitrates"),
+                                (["ncodec:mdct", "opus"], [16, 32], "already in the sweep")):
+        with pytest.raises(ValueError, match=match):
+            run_audio_eval(tmp_path / "in", codecs, tmp_path / "bad", kbps, reference_jsons=[opus_json])
+    with pytest.raises(ValueError, match="not a result file"):
+        run_audio_eval(tmp_path / "in", ["ncodec:mdct"], tmp_path / "bad", [16, 32],
+                       reference_jsons=[tmp_path / "out" / "bdrate.md"])
