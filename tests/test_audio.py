@@ -73,9 +73,9 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     coefs = mdct(torch.from_numpy(m), codec.hop)[..., :40]
     y = coefs * codec.model.gains(torch.tensor([5.0]))
     boosts = np.arange(40) % 11
-    sections, symbols, scales, _ = codec.latent.compress(y, boosts)
+    sections, symbols, scales, _ = codec.latent.compress(y, boosts, codec.hop)
     decoded, decoded_scales, fraction, decoded_boosts = codec.latent.decompress(sections, tuple(y.shape),
-                                                                                bandfill.CURRENT, True)
+                                                                                bandfill.CURRENT, True, codec.hop)
     assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
     assert np.array_equal(decoded_boosts, boosts)
     assert np.abs(symbols).max() > 0
@@ -179,6 +179,18 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
         mel[mode], size[mode] = mel_distance(x, codec.decode(data).samples, rate), len(data)
     assert size[2] < 1.03 * size[1] and mel[2] < 0.9 * mel[1]
     assert mel[1] < 0.85 * mel_distance(x, fixed.decode(data).samples, rate)   # bf=1 levels still help
+
+
+def test_band_fill_codes_no_levels_above_the_inputs_nyquist_frequency(codec, speech, monkeypatch):
+    """16 kHz speech: the bands above 8 kHz carry no fill levels (the decoder's resampler removes
+    whatever is filled there), which saves bytes and changes the decoded samples by nothing audible."""
+    x, rate = speech
+    limited = codec.encode(x, rate, quality=6)
+    decoded = codec.decode(limited).samples
+    monkeypatch.setattr(codec, "_top_bin", lambda rate: codec.hop)      # levels in every band
+    full = codec.encode(x, rate, quality=6)
+    assert len(limited) < len(full) - 100
+    assert np.abs(decoded - codec.decode(full).samples).max() < 1e-4
 
 
 def test_frame_boost_levels_follow_quietness():

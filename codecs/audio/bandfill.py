@@ -21,7 +21,8 @@ Two layouts (the stream's ``bf`` field):
   by the median edge detector of LOCO-I (:func:`_predict`); the residual is coded with one of
   four fixed tables chosen from the previous tile (:func:`_contexts`, :data:`RESIDUAL_COUNTS`).
   About 1.7 bits a cell.
-  Levels go down to -72 dB (the older layout stopped at -48 dB, which still filled the bands
+  Bands that start above the input's Nyquist frequency carry no levels (16 kHz speech: 10 of
+  the 32; the decoder's resampler removes what is filled there).  Levels go down to -72 dB (the older layout stopped at -48 dB, which still filled the bands
   above a lowpassed input's cutoff audibly: 5-11 % of the mel distance on two training files).
 * ``bf=1`` (older streams): 13 wider bands (:data:`LEGACY_EDGES`), each level coded as its
   difference from the same band's previous level with one two-sided geometric table.
@@ -95,10 +96,16 @@ def _cell_sums(v: torch.Tensor, edges: list[int]) -> torch.Tensor:
     return bands.reshape(b, len(edges) - 1, t // tile, tile).sum(-1)
 
 
-def coded_cells(y_sym: np.ndarray, mode: int) -> np.ndarray:
-    """Boolean (B, bands, T / tile): the cells holding at least one zero symbol (those carry a level)."""
+def coded_cells(y_sym: np.ndarray, mode: int, top_bin: int) -> np.ndarray:
+    """Boolean (B, bands, T / tile): the cells holding at least one zero symbol (those carry a
+    level); in layout 2 only in the bands that start below bin ``top_bin`` (the input's Nyquist
+    frequency: the decoder's resampler removes whatever is filled above it)."""
+    edges = band_edges(y_sym.shape[1], mode)
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
-    return (_cell_sums(zeros, band_edges(y_sym.shape[1], mode)) > 0).numpy()
+    cells = (_cell_sums(zeros, edges) > 0).numpy()
+    if mode == 2:
+        cells[:, sum(e < top_bin for e in edges[:-1]):] = False
+    return cells
 
 
 def measure_levels(y: torch.Tensor, y_sym: np.ndarray, variance: torch.Tensor, mode: int) -> np.ndarray:

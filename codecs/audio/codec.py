@@ -188,6 +188,7 @@ class AudioCodec:
         payload = {"z": [], "y": []}
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
         total, ideal_bits, q_prev = 0, 0.0, 4.5
+        top_bin = self._top_bin(rate)
         for block in blocks:
             if block is None or not block.shape[1]:
                 continue
@@ -195,7 +196,7 @@ class AudioCodec:
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
                 q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], frames * hop, kbps, q_fixed, q_prev,
-                                                chunks, payload)
+                                                top_bin, chunks, payload)
                 ideal_bits += bits
                 buf = buf[:, frames * hop:]
                 if progress:
@@ -207,7 +208,7 @@ class AudioCodec:
             size = min(frames, -(-remaining // 4) * 4)
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
-            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, chunks, payload)
+            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, top_bin, chunks, payload)
             ideal_bits += bits
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
@@ -219,7 +220,11 @@ class AudioCodec:
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
-    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, chunks: dict,
+    def _top_bin(self, rate: int) -> int:
+        """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
+        return self.hop * min(rate, self.rate) // self.rate
+
+    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, top_bin: int, chunks: dict,
                     payload: dict) -> tuple[float, float]:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
         at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
@@ -228,21 +233,21 @@ class AudioCodec:
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts)
+            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, top_bin)
         else:
             budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
-            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts)
+            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, top_bin)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
         return q, bits
 
-    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray) -> tuple[dict, float]:
+    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, top_bin: int) -> tuple[dict, float]:
         q = round(q * 1000) / 1000                     # the quality the stream records
         with torch.no_grad():
             y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
-        sections, _, _, bits = self.latent.compress(y, boosts)
+        sections, _, _, bits = self.latent.compress(y, boosts, top_bin)
         return sections, bits
 
     @torch.no_grad()
@@ -260,14 +265,14 @@ class AudioCodec:
         bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
         return bits / 8
 
-    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray):
+    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, top_bin: int):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
         float model's estimate plus what the last exact encode (at most 3) added to it (the band fill
         and frame boost levels, which the estimate leaves out, and the coder's overhead)."""
         top, extra, best = float(self.config.levels - 1), 0.0, None
         for _ in range(3):
             q = _secant(lambda v: max(self._estimate_bytes(coefs, v) + extra, 1.0), budget, q, top)
-            sections, bits = self._compress(coefs, q, boosts)
+            sections, bits = self._compress(coefs, q, boosts, top_bin)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
                 best = (q, size, sections, bits)
@@ -320,7 +325,8 @@ class AudioCodec:
             sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
             zpos, ypos = zpos + zl, ypos + yl
             try:
-                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"], layout["fb"])
+                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"], layout["fb"],
+                                       self._top_bin(layout["rate"]))
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail
@@ -333,9 +339,9 @@ class AudioCodec:
                 yield from_coded_channels(out)
 
     def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
-                      band_fill: int, boosted: bool) -> np.ndarray:
+                      band_fill: int, boosted: bool, top_bin: int) -> np.ndarray:
         shape = (channels, self.hop, 1, frames)
-        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, band_fill, boosted)
+        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, band_fill, boosted, top_bin)
         fill = fraction.to(self.device) if fraction is not None and self.noise_fill is None else self.noise_fill
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)

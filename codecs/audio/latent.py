@@ -49,10 +49,12 @@ class AudioLatentCodec:
         mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym[..., 0::2]).double()))
         return hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], mag)))
 
-    def compress(self, y: torch.Tensor, boosts: np.ndarray) -> tuple[dict, np.ndarray, torch.Tensor, float]:
+    def compress(self, y: torch.Tensor, boosts: np.ndarray, top_bin: int
+                 ) -> tuple[dict, np.ndarray, torch.Tensor, float]:
         """Sections, integer symbols, fixed-point log-scales and the ideal bit count; the ``y``
-        section ends with the chunk's band fill levels (:mod:`.bandfill`, layout ``CURRENT``) and the frame boost
-        levels ``boosts`` already applied to ``y`` (:mod:`.frameboost`)."""
+        section ends with the chunk's band fill levels (:mod:`.bandfill`, layout ``CURRENT``, up to
+        the input's Nyquist frequency at bin ``top_bin``) and the frame boost levels ``boosts``
+        already applied to ``y`` (:mod:`.frameboost`)."""
         if y.shape[-1] % 4:
             raise ValueError("chunks must have a multiple of 4 frames")
         with torch.no_grad():
@@ -66,16 +68,16 @@ class AudioLatentCodec:
         scales = self._merge(hyper, odd_scales)
         mode = bandfill.CURRENT
         levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)), mode)
-        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym, mode), mode)
+        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym, mode, top_bin), mode)
         bits += frameboost.encode_levels(ey, boosts)
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
-    def decompress(self, sections: dict, shape: tuple, band_fill: int, boosted: bool = True
+    def decompress(self, sections: dict, shape: tuple, band_fill: int, boosted: bool, top_bin: int
                    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, np.ndarray]:
         """Symbols, fixed-point log-scales, per-coefficient fill fractions and frame boost levels
         of a chunk of ``shape`` (B, bins, 1, T), for a stream that codes band fill levels in layout
-        ``band_fill`` (0: none, and the fractions are None) and frame boosts (``boosted``; otherwise
-        the levels are all 0)."""
+        ``band_fill`` (0: none, and the fractions are None; ``top_bin`` as for :meth:`compress`) and
+        frame boosts (``boosted``; otherwise the levels are all 0)."""
         b, _, _, t = shape
         z_sym = self.z_prior.decode(SymbolDecoder(sections["z"]), (b, len(self.z_prior.medians_fixed), 1, t // 4))
         hyper = self._hyper(z_sym)
@@ -86,7 +88,7 @@ class AudioLatentCodec:
         y_sym[..., 1::2] = self.gaussian.decode(dec, odd_scales)
         fraction = None
         if band_fill:
-            levels = bandfill.decode_levels(dec, bandfill.coded_cells(y_sym, band_fill), band_fill)
+            levels = bandfill.decode_levels(dec, bandfill.coded_cells(y_sym, band_fill, top_bin), band_fill)
             fraction = bandfill.fill_fraction(levels, shape[1], band_fill)
         boosts = frameboost.decode_levels(dec, t) if boosted else np.zeros(t, np.int64)
         return y_sym, self._merge(hyper, odd_scales), fraction, boosts
