@@ -16,14 +16,15 @@ Two layouts (the stream's ``bf`` field):
 
 * ``bf=2`` (what the encoder writes): 32 bands of about equal width on the mel scale
   (:data:`MEL_EDGES`), about one critical band each (300 Hz at 2 kHz, where the older layout's
-  bands are 800 Hz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the band
-  layout *is* the decoded spectral envelope there.  Each level is predicted from the previous tile and the band below
-  by the median edge detector of LOCO-I (:func:`_predict`); the residual is coded with one of
-  four fixed tables chosen from the previous tile (:func:`_contexts`, :data:`RESIDUAL_COUNTS`).
-  About 1.7 bits a cell.
-  Bands that start above the input's Nyquist frequency carry no levels (16 kHz speech: 10 of
-  the 32; the decoder's resampler removes what is filled there).  Levels go down to -72 dB (the older layout stopped at -48 dB, which still filled the bands
-  above a lowpassed input's cutoff audibly: 5-11 % of the mel distance on two training files).
+  bands are 800 Hz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the
+  band layout *is* the decoded spectral envelope there.  Each level is predicted from the
+  previous tile and the band below by the median edge detector of LOCO-I (:func:`_predict`);
+  the residual is coded with one of four fixed tables chosen from the previous tile
+  (:func:`_contexts`, :data:`RESIDUAL_COUNTS`): about 1.7 bits a cell.  Bands that start above
+  the input's Nyquist frequency carry no levels (16 kHz speech: 9 of the 32; the decoder's
+  resampler removes whatever is filled there).  Levels go down to -72 dB (the older layout
+  stopped at -48 dB, which left the bands above a lowpassed input's cutoff too loud: 5-11 % of
+  the mel distance on two training files at 24 kbps).
 * ``bf=1`` (older streams): 13 wider bands (:data:`LEGACY_EDGES`), each level coded as its
   difference from the same band's previous level with one two-sided geometric table.
 """
