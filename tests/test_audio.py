@@ -263,9 +263,10 @@ def test_zero_bin_variance_is_a_twelfth_for_huge_scales():
     assert torch.allclose(v[1:], torch.full((3,), 1 / 12, dtype=torch.float64), rtol=1e-5)
 
 
-def test_fresh_training_with_a_shorter_hop_codes_audio(tmp_path, music):
-    """``ncodec train audio --hop 480`` from scratch: finite weights, and the exported model codes
-    audio to the input's length (band fill tiles stay 40 ms: 4 frames of 480)."""
+def test_fresh_training_with_the_default_hop_codes_audio(tmp_path, music):
+    """``ncodec train audio`` from scratch makes a model with the shipped 480-sample hop: finite
+    weights, and the exported model codes audio to the input's length (band fill tiles stay 40 ms:
+    4 frames of 480)."""
     from ncodec.audio import app, bandfill, train
     from ncodec.audio.io import write_audio
 
@@ -273,7 +274,7 @@ def test_fresh_training_with_a_shorter_hop_codes_audio(tmp_path, music):
     (tmp_path / "data" / "music").mkdir(parents=True)
     write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, : rate], rate)
     args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--batch", "2", "--frames", "16",
-            "--hop", "480", "--no-amp", "--steps", "30", "--export", str(tmp_path / "w.safetensors")]
+            "--no-amp", "--steps", "30", "--export", str(tmp_path / "w.safetensors")]
     assert train.main(args) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["config"]["hop"] == 480 and all(torch.isfinite(t).all() for t in state["model"].values())
@@ -281,7 +282,8 @@ def test_fresh_training_with_a_shorter_hop_codes_audio(tmp_path, music):
     codec = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
     y = codec.decode(codec.encode(x, rate, quality=6)).samples
     assert y.shape == x.shape and np.isfinite(y).all()
-    for wrong in (["--hop", "960"], ["--init", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "new")]):
+    for wrong in (["--hop", "960"], ["--hop", "480", "--init", str(tmp_path / "w.safetensors"), "--out",
+                                     str(tmp_path / "new")]):
         with pytest.raises(UsageError, match="hop"):    # resuming with another hop; --hop with a warm start
             train.main(args + wrong)
 

@@ -38,6 +38,8 @@ from .model import AudioModel, AudioModelConfig
 HELD_OUT = ("p232_003.wav", "3436-172162-0000.hq.ogg", "encodec_test_48k.wav",
             "admiralbob77_-_Choice_-_Drum-bass.hq.ogg")
 CATEGORY_WEIGHTS = {"speech": 0.4, "music": 0.5, "other": 0.1}
+DEFAULT_HOP = 480              # a new model's MDCT hop (the shipped model's)
+CROP_SAMPLES = 46080           # default crop: 0.96 s at 48 kHz
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,9 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/audio/default", help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
     p.add_argument("--steps", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--frames", type=int, default=48, help="frames per crop (multiple of 4; one hop each)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per crop (multiple of 4; one hop each; default: 0.96 s, 96 frames at hop 480)")
     p.add_argument("--hop", type=int, choices=(240, 480, 960), default=None,
-                   help="MDCT hop of a new model in samples at 48 kHz (default 960: 20 ms frames, 40 ms windows)")
+                   help="MDCT hop of a new model in samples at 48 kHz (default 480: 10 ms frames, 20 ms windows, "
+                        "as shipped)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--mel-weight", type=float, default=0.0,
                    help="weight of the multi-resolution log-mel L1 in the loss (default 0: MSE and rate only, the "
@@ -144,8 +148,8 @@ def run(args) -> int:
     """Train (or resume) the audio model; exports weights if ``--export`` is given."""
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or "cpu")
-    if args.frames % 4:
-        raise UsageError("--frames must be a multiple of 4")
+    if args.frames is not None and (args.frames < 4 or args.frames % 4):
+        raise UsageError("--frames must be a positive multiple of 4")
     if args.hop and args.init:
         raise UsageError("--hop makes a new model; a warm start keeps the hop of its weights (drop --hop or --init)")
     out_dir = Path(args.out)
@@ -163,7 +167,7 @@ def run(args) -> int:
         from .weights import training_model
 
         overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width),
-                                       ("hop", args.hop)) if v is not None}
+                                       ("hop", args.hop or (None if args.init else DEFAULT_HOP))) if v is not None}
         model = training_model(Path(args.init) if args.init else None, **overrides)
         config = model.config
     model = model.to(device)
@@ -182,6 +186,7 @@ def run(args) -> int:
         rng.seed(args.seed + step)
         torch.manual_seed(args.seed + step)
         print(f"resuming from step {step}")
+    frames = args.frames or CROP_SAMPLES // config.hop
     corpus = FrameCorpus(Path(args.data), set(args.exclude), config.hop, config.sample_rate, rng)
     print(f"corpus: {corpus.files} files, " + ", ".join(
         f"{c} {sum(s.shape[1] for s, _ in corpus.signals[c]) // 2} frames" for c in corpus.categories))
@@ -207,7 +212,7 @@ def run(args) -> int:
                 lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["scale"]
-                coefs, rates = corpus.batch(args.batch, args.frames)
+                coefs, rates = corpus.batch(args.batch, frames)
                 coefs = coefs.to(device)
                 quality = torch.rand(args.batch, device=device) * (config.levels - 1)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
