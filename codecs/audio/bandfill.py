@@ -6,11 +6,11 @@ coefficient from its coded scale, which puts noise into bands the input barely h
 leaves others too quiet.  Here the encoder *measures* it instead: per channel, band and 40 ms
 tile (:func:`tile_frames`) it takes the energy of the true gain-domain coefficients whose
 symbol is 0, divides it by the zero-bin variance their coded scales predict, and codes the
-level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps, clipped to the layout's
-``k_min`` .. ``K_MAX``); the
-decoder then fills those zeros with the fraction ``4 ** k`` of the predicted variance.  Only
-cells holding at least one zero carry a level (the decoder finds them from the symbols it has
-already decoded).  The levels follow the chunk's ``y`` symbols in the same range-coded section.
+level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps, clipped to the layout's ``k_min``
+.. ``K_MAX``); the decoder then fills those zeros with the fraction ``4 ** k`` of the predicted
+variance.  Only cells holding at least one zero carry a level (the decoder finds them from the
+symbols it has already decoded).  The levels follow the chunk's ``y`` symbols in the same
+range-coded section.
 
 Two layouts (the stream's ``bf`` field):
 

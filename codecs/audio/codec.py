@@ -4,17 +4,16 @@ Input of any rate from 8 to 48 kHz is resampled to the model rate (48 kHz), ster
 mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (500: 5 s at the
 shipped 480-sample hop).  A chunk is a run of *global* MDCT frames, so overlap-adding the
 decoded chunks is exactly the inverse MDCT of the whole signal: chunking adds no seam, it only
-restarts the entropy model's context at chunk edges.  Each chunk has its own quality, chosen by a secant search
-on the exact coded size when a bitrate is asked for.  Memory stays bounded by one chunk on
-both sides; the decoder restores the original rate, channel count and length.
+restarts the entropy model's context at chunk edges.  Each chunk has its own quality, chosen
+by a secant search on the exact coded size when a bitrate is asked for.  Memory stays bounded
+by one chunk on both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
 (samples at the model rate), ``cf`` (frames per chunk), ``bf`` (each chunk's ``y`` payload ends
-with band fill levels in this layout of :mod:`.bandfill`, 2 or the older 1; streams without it use the
-config's fixed fill), ``fb``
-(1: then come the chunk's frame boost levels, :mod:`.frameboost`; streams without it have none), and per
-chunk ``q`` (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and
-``y`` sections).
+with band fill levels in this layout of :mod:`.bandfill`: 2, or 1 in older streams; streams
+without it use the config's fixed fill), ``fb`` (1: then come the chunk's frame boost levels,
+:mod:`.frameboost`; streams without it have none), and per chunk ``q`` (quality x 1000), ``zl``
+and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y`` sections).
 """
 from __future__ import annotations
 
