@@ -194,6 +194,8 @@ def read_references(paths: list[Path], files: dict[str, list[Path]], kbps: list[
     """Earlier per-codec result JSONs by group and name, refused (ValueError) unless each was
     measured on exactly this sweep's files of its group at these targets, with no ``--seconds``
     cut, and is not named like a codec being measured."""
+    if paths and seconds:
+        raise ValueError("--reference needs whole files (drop --seconds)")
     refs: dict[str, dict[str, dict]] = {}
     for path in map(Path, paths):
         try:
@@ -204,8 +206,6 @@ def read_references(paths: list[Path], files: dict[str, list[Path]], kbps: list[
             raise ValueError(f"{path} is not a result file of ncodec eval audio ({exc})") from None
         if name in measured or name in refs.get(group, {}):
             raise ValueError(f"{path}: {name!r} is already in the sweep")
-        if seconds:
-            raise ValueError("--reference needs whole files (drop --seconds)")
         if ref_files != sorted(p.name for p in files.get(group, [])) or targets != [float(k) for k in kbps]:
             raise ValueError(f"{path} was measured on other files or bitrates than this sweep's {group!r} group")
         refs.setdefault(group, {})[name] = {"path": path, "results": results}

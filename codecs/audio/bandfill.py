@@ -158,36 +158,53 @@ def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residu
 
 def encode_levels(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray, mode: int) -> float:
     """Code the levels of the coded cells; returns their ideal bit count."""
-    if mode == 1:
-        deltas = [np.diff(levels[c, band, tiles], prepend=K_START) for c, band, tiles in _rows(cells)]
-        deltas = np.concatenate(deltas) if deltas else np.zeros(0, np.int64)
-        index = np.zeros(len(deltas), np.int64)
-        enc.encode(deltas, index, DELTA_TABLE)
-        return DELTA_TABLE.ideal_bits(deltas, index)
-    bits = 0.0
+    return (_encode_deltas if mode == 1 else _encode_predicted)(enc, levels, cells)
+
+
+def decode_levels(dec: SymbolDecoder, cells: np.ndarray, mode: int) -> np.ndarray:
+    """The levels :func:`encode_levels` coded (cells without a level hold a value that fills nothing)."""
+    return (_decode_deltas if mode == 1 else _decode_predicted)(dec, cells)
+
+
+def _encode_deltas(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray) -> float:
+    """bf=1: every coded cell's difference from its band's previous coded level, in one call."""
+    deltas = [np.diff(levels[c, band, tiles], prepend=K_START) for c, band, tiles in _rows(cells)]
+    deltas = np.concatenate(deltas) if deltas else np.zeros(0, np.int64)
+    index = np.zeros(len(deltas), np.int64)
+    enc.encode(deltas, index, DELTA_TABLE)
+    return DELTA_TABLE.ideal_bits(deltas, index)
+
+
+def _decode_deltas(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
+    levels = np.full(cells.shape, K_START, np.int64)
+    deltas = dec.decode(np.zeros(int(cells.sum()), np.int64), DELTA_TABLE)
+    pos = 0
+    for c, band, tiles in _rows(cells):
+        levels[c, band, tiles] = K_START + np.cumsum(deltas[pos:pos + len(tiles)])
+        pos += len(tiles)
+    return np.clip(levels, LAYOUTS[1].k_min, K_MAX)
+
+
+def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray) -> float:
+    """bf=2: each tile's residuals in one call (its tables depend on the tile before it)."""
+    residuals, indices = [], []
     for c in range(levels.shape[0]):
         previous = np.full(levels.shape[1], K_START, np.int64)
         for t in range(levels.shape[2]):
             coded = cells[c, :, t]
             index = _contexts(previous)[coded]
-            current, residuals = _predict(previous, coded, levels[c, :, t], residual=False)
+            previous, tile_residuals = _predict(previous, coded, levels[c, :, t], residual=False)
             if len(index):
-                enc.encode(residuals[coded], index, RESIDUAL_TABLES)
-                bits += RESIDUAL_TABLES.ideal_bits(residuals[coded], index)
-            previous = current
-    return bits
+                enc.encode(tile_residuals[coded], index, RESIDUAL_TABLES)
+                residuals.append(tile_residuals[coded])
+                indices.append(index)
+    if not residuals:
+        return 0.0
+    return RESIDUAL_TABLES.ideal_bits(np.concatenate(residuals), np.concatenate(indices))
 
 
-def decode_levels(dec: SymbolDecoder, cells: np.ndarray, mode: int) -> np.ndarray:
-    """The levels :func:`encode_levels` coded (cells without a level hold a value that fills nothing)."""
+def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
     levels = np.full(cells.shape, K_START, np.int64)
-    if mode == 1:
-        deltas = dec.decode(np.zeros(int(cells.sum()), np.int64), DELTA_TABLE)
-        pos = 0
-        for c, band, tiles in _rows(cells):
-            levels[c, band, tiles] = K_START + np.cumsum(deltas[pos:pos + len(tiles)])
-            pos += len(tiles)
-        return np.clip(levels, LAYOUTS[1].k_min, K_MAX)
     for c in range(cells.shape[0]):
         previous = np.full(cells.shape[1], K_START, np.int64)
         for t in range(cells.shape[2]):

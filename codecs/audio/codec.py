@@ -317,7 +317,7 @@ class AudioCodec:
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
         layout = self.stream_layout(c)
-        hop, left = self.hop, layout["m"]
+        hop, left, top_bin = self.hop, layout["m"], self._top_bin(layout["rate"])
         tail = np.zeros((layout["ch"], hop), np.float32)
         z, y, zpos, ypos, first = c.section("z"), c.section("y"), 0, 0, True
         for index, (frames, qm, zl, yl) in enumerate(layout["chunks"]):
@@ -325,7 +325,7 @@ class AudioCodec:
             zpos, ypos = zpos + zl, ypos + yl
             try:
                 x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"], layout["fb"],
-                                       self._top_bin(layout["rate"]))
+                                       top_bin)
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail

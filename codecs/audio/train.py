@@ -166,8 +166,9 @@ def run(args) -> int:
     else:
         from .weights import training_model
 
-        overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width),
-                                       ("hop", args.hop or (None if args.init else DEFAULT_HOP))) if v is not None}
+        hop = args.hop or (None if args.init else DEFAULT_HOP)      # a warm start keeps its weights' hop
+        overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width), ("hop", hop))
+                     if v is not None}
         model = training_model(Path(args.init) if args.init else None, **overrides)
         config = model.config
     model = model.to(device)
