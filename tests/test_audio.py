@@ -46,16 +46,48 @@ def music():
     return _clip(MUSIC, 3.0)
 
 
-def test_mdct_reconstructs_exactly():
+@pytest.mark.parametrize("window", ["sine", "vorbis"])
+def test_mdct_reconstructs_exactly(window):
     from ncodec.audio.mdct import frame_count, imdct, mdct
 
     hop, n = 960, 5000
     x = torch.randn(2, n, dtype=torch.float64)
     t = frame_count(n, hop)
     padded = torch.nn.functional.pad(x, (hop, (t + 1) * hop - n - hop))
-    y = imdct(mdct(padded, hop), hop)[:, hop:hop + n]
+    y = imdct(mdct(padded, hop, window), hop, window)[:, hop:hop + n]
     assert torch.allclose(y, x, atol=1e-9)
-    assert torch.allclose(mdct(padded, hop).pow(2).sum(), padded.pow(2).sum(), rtol=1e-9)   # orthonormal
+    assert torch.allclose(mdct(padded, hop, window).pow(2).sum(), padded.pow(2).sum(), rtol=1e-9)   # orthonormal
+
+
+def test_vorbis_window_keeps_coding_noise_out_of_empty_bands(codec, music, monkeypatch):
+    """Music lowpassed at 5.5 kHz (as an MP3 or Vorbis source often is), 24 kbps: with the sine
+    window the coding noise of the loud band leaks into the empty one, the Vorbis window keeps it
+    out (mel distance about halved) at the same rate and SI-SDR.  Streams name their window:
+    sine-window streams, with the field or without it (older ncodec), still decode; an unknown
+    window is a clear error."""
+    from ncodec.audio.io import Resampler
+
+    x, rate = music
+    down, up = Resampler(2, rate, 11025), Resampler(2, 11025, rate)
+    low = np.concatenate([down(x), down(None)], axis=1)
+    x = np.concatenate([up(low), up(None)], axis=1)[:, :x.shape[1]].astype(np.float32)
+    streams = {}
+    for window in ("sine", "vorbis"):
+        monkeypatch.setattr(codec, "window", window)
+        streams[window] = Container.from_bytes(codec.encode(x, rate, kbps=24))
+    monkeypatch.undo()
+    sine, vorbis = streams["sine"], streams["vorbis"]
+    assert (sine.fields["win"], vorbis.fields["win"]) == (0, 1) and codec.window == "vorbis"
+    out = {w: codec.decode(c).samples for w, c in streams.items()}
+    assert abs(len(vorbis.to_bytes()) / len(sine.to_bytes()) - 1) < 0.05
+    assert mel_distance(x, out["vorbis"], rate) < 0.7 * mel_distance(x, out["sine"], rate)
+    assert si_sdr(x, out["vorbis"]) > si_sdr(x, out["sine"]) - 0.5
+    old = Container(sine.codec, sine.model, sine.weights_digest, {k: v for k, v in sine.fields.items() if k != "win"},
+                    sine.sections)
+    assert np.array_equal(codec.decode(old.to_bytes()).samples, out["sine"])
+    bad = Container(sine.codec, sine.model, sine.weights_digest, {**sine.fields, "win": 2}, sine.sections)
+    with pytest.raises(CorruptStreamError):
+        codec.decode(bad.to_bytes())
 
 
 def test_latent_symbols_round_trip_exactly(codec, music):
@@ -286,6 +318,26 @@ def test_fresh_training_with_the_default_hop_codes_audio(tmp_path, music):
                                      str(tmp_path / "new")]):
         with pytest.raises(UsageError, match="hop"):    # resuming with another hop; --hop with a warm start
             train.main(args + wrong)
+
+
+def test_a_240_hop_model_codes_whole_fill_tiles(tmp_path, music):
+    """At a 240-sample hop a 40 ms band fill tile is 8 frames: chunks and the padded tail chunk are
+    whole tiles (5 s chunks of 1000 frames), so a ``--hop 240`` model codes audio of any length."""
+    from ncodec.audio import app, train
+    from ncodec.audio.io import write_audio
+
+    x, rate = music
+    (tmp_path / "data" / "music").mkdir(parents=True)
+    write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, : rate], rate)
+    assert train.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--batch", "2", "--frames",
+                       "16", "--no-amp", "--steps", "3", "--hop", "240", "--export", str(tmp_path / "w.safetensors")]) == 0
+    codec = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
+    assert (codec.hop, codec.frame_step, codec.chunk_frames) == (240, 8, 1000)
+    clip = x[:, : int(1.3 * rate) + 7]
+    data = codec.encode(clip, rate, quality=6)
+    assert Container.from_bytes(data).fields["cf"] == 1000
+    y = codec.decode(data).samples
+    assert y.shape == clip.shape and np.isfinite(y).all()
 
 
 def test_training_checkpoints_on_sigterm(tmp_path, music):

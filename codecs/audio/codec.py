@@ -1,19 +1,22 @@
 """The learned audio codec: samples <-> container bytes, chunk by chunk.
 
 Input of any rate from 8 to 48 kHz is resampled to the model rate (48 kHz), stereo becomes
-mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (500: 5 s at the
-shipped 480-sample hop).  A chunk is a run of *global* MDCT frames, so overlap-adding the
-decoded chunks is exactly the inverse MDCT of the whole signal: chunking adds no seam, it only
-restarts the entropy model's context at chunk edges.  Each chunk has its own quality, chosen
-by a secant search on the exact coded size when a bitrate is asked for.  Memory stays bounded
-by one chunk on both sides; the decoder restores the original rate, channel count and length.
+mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (about 5 s: 500
+at the shipped 480-sample hop; always whole hyper-latent groups of 4 frames and whole band
+fill tiles).  A chunk is a run of *global* MDCT frames, so overlap-adding the decoded chunks
+is exactly the inverse MDCT of the whole signal: chunking adds no seam, it only restarts the
+entropy model's context at chunk edges.  Each chunk has its own quality, chosen by a secant
+search on the exact coded size when a bitrate is asked for.  Memory stays bounded by one
+chunk on both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
-(samples at the model rate), ``cf`` (frames per chunk), ``bf`` (each chunk's ``y`` payload ends
-with band fill levels in this layout of :mod:`.bandfill`: 2, or 1 in older streams; streams
-without it use the config's fixed fill), ``fb`` (1: then come the chunk's frame boost levels,
-:mod:`.frameboost`; streams without it have none), and per chunk ``q`` (quality x 1000), ``zl``
-and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y`` sections).
+(samples at the model rate), ``cf`` (frames per chunk), ``win`` (the MDCT window, an index
+into :data:`.mdct.WINDOWS`; streams without it used the sine window), ``bf`` (each chunk's
+``y`` payload ends with band fill levels in this layout of :mod:`.bandfill`: 2, or 1 in older
+streams; streams without it use the config's fixed fill), ``fb`` (1: then come the chunk's
+frame boost levels, :mod:`.frameboost`; streams without it have none), and per chunk ``q``
+(quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y``
+sections).
 """
 from __future__ import annotations
 
@@ -31,10 +34,10 @@ from ..entropy.fixedpoint import ACT_FRAC
 from ..errors import CorruptStreamError, InputError, UsageError
 from . import bandfill, frameboost
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
-from .mdct import frame_count, imdct, mdct
+from .mdct import WINDOW, WINDOWS, frame_count, imdct, mdct
 from .model import SCALE_MIN
 
-CHUNK_FRAMES = 500
+CHUNK_SECONDS = 5.0
 RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
 HEADER_BYTES = 64           # container header estimate charged to the first chunk's budget
 CHUNK_FIELD_BYTES = 8       # per-chunk list entries (q, zl, yl)
@@ -129,15 +132,20 @@ class AudioCodec:
     modality = "audio"
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
-                 chunk_frames: int = CHUNK_FRAMES, noise_fill: float | None = None):
-        """``noise_fill`` overrides the zero-bin noise fill a stream codes (its band levels) or the
-        model config's fraction for older streams (0 = pure MSE decoding)."""
+                 chunk_frames: int | None = None, noise_fill: float | None = None):
+        """``chunk_frames`` (default: about :data:`CHUNK_SECONDS`) must be a multiple of :attr:`frame_step`;
+        ``noise_fill`` overrides the zero-bin noise fill a stream codes (its band levels) or the model
+        config's fraction for older streams (0 = pure MSE decoding)."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
-        if chunk_frames < 4 or chunk_frames % 4:
-            raise ValueError("chunk_frames must be a positive multiple of 4")
+        self.frame_step = math.lcm(4, bandfill.tile_frames(self.hop))    # z groups and fill tiles stay whole
+        if chunk_frames is None:
+            chunk_frames = max(1, round(CHUNK_SECONDS * self.rate / self.hop / self.frame_step)) * self.frame_step
+        if chunk_frames < self.frame_step or chunk_frames % self.frame_step:
+            raise ValueError(f"chunk_frames must be a positive multiple of {self.frame_step}")
         self.chunk_frames, self.noise_fill = chunk_frames, noise_fill
+        self.window = WINDOW                           # the MDCT window the encoder writes
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.stats: dict[str, float] = {}
@@ -204,7 +212,7 @@ class AudioCodec:
             raise InputError("audio has zero samples")
         remaining = frame_count(total, hop) - len(chunks["q"]) * frames
         while remaining > 0:                           # the tail: at most two chunks, the last padded
-            size = min(frames, -(-remaining // 4) * 4)
+            size = min(frames, -(-remaining // self.frame_step) * self.frame_step)
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
             q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, top_bin, chunks, payload)
@@ -214,8 +222,8 @@ class AudioCodec:
                 progress(valid)
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
-        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "bf": bandfill.CURRENT, "fb": 1,
-                  **chunks}
+        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "win": WINDOWS.index(self.window),
+                  "bf": bandfill.CURRENT, "fb": 1, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
@@ -228,7 +236,7 @@ class AudioCodec:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
         at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
         with torch.no_grad():
-            coefs = mdct(torch.from_numpy(x).to(self.device), self.hop)
+            coefs = mdct(torch.from_numpy(x).to(self.device), self.hop, self.window)
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
@@ -286,7 +294,8 @@ class AudioCodec:
         c.check_made_by("audio", self.name, self.digest)
 
     def stream_layout(self, c: Container) -> dict:
-        """The validated fields of a stream: rate, ch, n, m, and per chunk (frames, q, z bytes, y bytes)."""
+        """The validated fields of a stream: rate, ch, n, m, window, top_bin (the input's Nyquist bin), bf, fb, and
+        per chunk (frames, q, z bytes, y bytes)."""
         self.check_stream(c)
         rate, ch, n, m, cf = (c.require(k) for k in ("rate", "ch", "n", "m", "cf"))
         q, zl, yl = (c.require(k, list) for k in ("q", "zl", "yl"))
@@ -294,7 +303,7 @@ class AudioCodec:
             raise CorruptStreamError(f"ncodec file declares invalid audio ({ch} channels, {n} samples at {rate} Hz)")
         if abs(m - n * self.rate / rate) > 2 * self.hop:
             raise CorruptStreamError("ncodec file declares inconsistent audio lengths")
-        if cf < 4 or cf % 4 or cf > 1 << 16:
+        if cf < self.frame_step or cf % self.frame_step or cf > 1 << 16:
             raise CorruptStreamError("ncodec file declares an invalid chunk size")
         total = frame_count(m, self.hop)
         count = -(-total // cf)
@@ -304,28 +313,29 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file's chunk table does not match its sections")
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
+        band_fill, boosted, window = c.fields.get("bf", 0), c.fields.get("fb", 0), c.fields.get("win", 0)
+        if window not in range(len(WINDOWS)):
+            raise CorruptStreamError("ncodec file declares an unknown MDCT window")
         if band_fill not in (0, *bandfill.LAYOUTS):
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
         if boosted not in (0, 1):
             raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
         last = total - (count - 1) * cf
-        sizes = [cf] * (count - 1) + [-(-last // 4) * 4]
-        return {"rate": rate, "ch": ch, "n": n, "m": m, "bf": band_fill, "fb": bool(boosted),
-                "chunks": list(zip(sizes, q, zl, yl))}
+        sizes = [cf] * (count - 1) + [-(-last // self.frame_step) * self.frame_step]
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "window": WINDOWS[window], "top_bin": self._top_bin(rate),
+                "bf": band_fill, "fb": bool(boosted), "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
         layout = self.stream_layout(c)
-        hop, left, top_bin = self.hop, layout["m"], self._top_bin(layout["rate"])
+        hop, left = self.hop, layout["m"]
         tail = np.zeros((layout["ch"], hop), np.float32)
         z, y, zpos, ypos, first = c.section("z"), c.section("y"), 0, 0, True
         for index, (frames, qm, zl, yl) in enumerate(layout["chunks"]):
             sections = {"z": z[zpos:zpos + zl], "y": y[ypos:ypos + yl]}
             zpos, ypos = zpos + zl, ypos + yl
             try:
-                x = self._decode_chunk(sections, layout["ch"], frames, qm / 1000, index, layout["bf"], layout["fb"],
-                                       top_bin)
+                x = self._decode_chunk(sections, frames, qm / 1000, index, layout)
             except EntropyCodingError as exc:
                 raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
             x[:, :hop] += tail
@@ -337,17 +347,18 @@ class AudioCodec:
             if out.shape[1]:
                 yield from_coded_channels(out)
 
-    def _decode_chunk(self, sections: dict, channels: int, frames: int, q: float, seed: int,
-                      band_fill: int, boosted: bool, top_bin: int) -> np.ndarray:
-        shape = (channels, self.hop, 1, frames)
-        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, band_fill, boosted, top_bin)
+    def _decode_chunk(self, sections: dict, frames: int, q: float, seed: int, layout: dict) -> np.ndarray:
+        shape = (layout["ch"], self.hop, 1, frames)
+        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, layout["bf"], layout["fb"],
+                                                                    layout["top_bin"])
         fill = fraction.to(self.device) if fraction is not None and self.noise_fill is None else self.noise_fill
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
             y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
-            return imdct(y_rec / gain / frameboost.factors(boosts, self.device), self.hop).cpu().numpy()
+            y_rec = y_rec / gain / frameboost.factors(boosts, self.device)
+            return imdct(y_rec, self.hop, layout["window"]).cpu().numpy()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""
