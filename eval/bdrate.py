@@ -65,3 +65,13 @@ def bd_psnr(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
     Positive means the test codec is better. Raises ValueError like :func:`bd_rate`."""
     return _mean_gap(_log_rate(rate_anchor, "BD-PSNR anchor"), psnr_anchor, _log_rate(rate_test, "BD-PSNR test"),
                      psnr_test, "BD-PSNR", keep_higher=True)
+
+
+def quality_at_rate(rate_anchor, quality_anchor, rate: float, higher_is_better: bool = True) -> float | None:
+    """The anchor curve's quality at ``rate``: the same piecewise cubic over log-rate the deltas use,
+    evaluated at one point (e.g. another codec's real bitrate, for a comparison at equal rate).
+
+    None outside the anchor's rate range (no extrapolation). Raises ValueError like :func:`bd_rate`."""
+    x, y = _curve(_log_rate(rate_anchor, "anchor"), quality_anchor, "anchor curve", higher_is_better)
+    at = float(_log_rate(rate, "rate"))
+    return float(PchipInterpolator(x, y)(at)) if x[0] <= at <= x[-1] else None

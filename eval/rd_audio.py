@@ -11,7 +11,10 @@ Writes, per group, one JSON per codec in CompressAI's results layout with ``kbps
 ``bdrate.csv``) and plots (``{group}-{metric}.png``).  ncodec codecs run through the public API
 (``ncodec.load_codec``), the classical ones through PyAV (:mod:`.classical_audio`).  Curves an
 earlier sweep wrote (``--reference``, e.g. the committed Opus results) join the tables and plots
-without being re-run, provided they were measured on the same files at the same targets.
+without being re-run, provided they were measured on the same files at the same targets; with
+``--codecs ""`` and every curve given that way, the sweep only redraws the tables and plots.
+Besides the Bjøntegaard deltas, ``bdrate.md`` compares every point with the anchor's curve at the
+same real bitrate (:func:`equal_rate_rows`), which is what "better at equal bitrate" asks.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import audio_metrics as am
-from .bdrate import bd_psnr, bd_rate
+from .bdrate import bd_psnr, bd_rate, quality_at_rate
 from .classical_audio import CODECS as CLASSICAL, align
 from .plot import plot_rd
 
@@ -160,8 +163,50 @@ def bd_rows(curves: dict[str, dict], anchor: str) -> list[dict]:
     return rows
 
 
+def equal_rate_rows(curves: dict[str, dict], anchor: str) -> list[dict]:
+    """Per codec (not the anchor) and target: each metric's value and the anchor's at the same real
+    bitrate (its curve interpolated at this point's kbps; None outside the anchor's range)."""
+    ref = curves[anchor]
+    rows = []
+    for name, res in curves.items():
+        if name == anchor:
+            continue
+        for i, (target, kbps) in enumerate(zip(res["target_kbps"], res["kbps"])):
+            row = {"codec": name, "target_kbps": target, "kbps": kbps}
+            for metric, higher in METRICS.items():
+                value = res.get(metric, [None] * (i + 1))[i]
+                pts = [(r, m) for r, m in zip(ref["kbps"], ref.get(metric, [])) if m is not None]
+                if value is None or len(pts) < 2:
+                    continue
+                at = quality_at_rate([r for r, _ in pts], [m for _, m in pts], kbps, higher)
+                row[metric] = (value, at)
+            rows.append(row)
+    return rows
+
+
+def _equal_rate_table(curves: dict[str, dict], anchor: str) -> list[str]:
+    rows = equal_rate_rows(curves, anchor)
+    metrics = [m for m in METRICS if any(m in r for r in rows)]
+    md = ["", f"At equal rate: each point against **{anchor}**'s curve at the same real kbps (piecewise cubic "
+              "over log kbps; - outside its range); better of the two in bold.", "",
+          "| codec | target kbps | kbps | " + " | ".join(f"{m} / {anchor}" for m in metrics) + " |",
+          "|---|---:|---:|" + "---:|" * len(metrics)]
+    for r in rows:
+        cells = []
+        for m in metrics:
+            value, at = r.get(m, (None, None))
+            if value is None or at is None:
+                cells.append("-" if value is None else f"{value:.4g} / -")
+                continue
+            ours_better = value > at if METRICS[m] else value < at
+            cells.append(f"**{value:.4g}** / {at:.4g}" if ours_better else f"{value:.4g} / **{at:.4g}**")
+        md.append(f"| {r['codec']} | {r['target_kbps']:g} | {r['kbps']:.2f} | " + " | ".join(cells) + " |")
+    return md
+
+
 def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set) -> str:
-    """``bdrate.md`` / ``bdrate.csv`` plus a table of the measured points; returns the markdown."""
+    """``bdrate.md`` / ``bdrate.csv`` plus tables of the measured points and of each point against the
+    anchor at equal rate; returns the markdown."""
     md = [f"Audio RD sweep; BD deltas against **{anchor}** (piecewise cubic over log kbps). Negative BD-rate is "
           "better; BD-metric is the mean gain at equal rate (mel distance is negated: positive = better).", ""]
     csv_rows = []
@@ -178,6 +223,7 @@ def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set
             for i, target in enumerate(res["target_kbps"]):
                 vals = [res.get(k, [None] * (i + 1))[i] for k in keys]
                 md.append(f"| {name} | {target:g} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |")
+        md += _equal_rate_table(curves, anchor)
         md.append("")
     md += [f"- {n}" for n in sorted(notes)]
     text = "\n".join(md) + "\n"
@@ -247,12 +293,12 @@ def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[fl
         visqol = visqol_kbps is None or target in visqol_kbps
         p = measure(runners[name], x, rate, target, group, visqol, notes, visqol_seconds)
         points.setdefault(group, {}).setdefault(name, []).append({"file": path.name, **p})
-    for group, by_codec in points.items():
+    for group in files:
         gdir = out_dir / group
         gdir.mkdir(exist_ok=True)
         summary[group] = {}
         jsons = {}
-        for name, pts in by_codec.items():
+        for name, pts in points.get(group, {}).items():
             curve = _mean_curve(pts)
             summary[group][name] = curve
             doc = {"name": name, "description": runners[name].description, "group": group,

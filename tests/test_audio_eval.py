@@ -73,6 +73,12 @@ def test_rd_sweep_writes_curves_tables_and_plots(tmp_path):
     assert again["speech"]["opus"] == curves["opus"] and "ncodec-mdct" in again["speech"]
     assert "| opus | si-sdr | +0.0 |" in (tmp_path / "again" / "bdrate.md").read_text()
     assert not (tmp_path / "again" / "speech" / "opus.json").exists()
+    # with no codec to run, earlier results alone redraw the tables, each point against Opus at equal rate
+    tables = run_audio_eval(tmp_path / "in", [], tmp_path / "tables", [16, 32], visqol_kbps=set(),
+                            reference_jsons=[tmp_path / "out" / "speech" / "ncodec-mdct.json", opus_json])
+    assert tables["speech"] == curves
+    md = (tmp_path / "tables" / "bdrate.md").read_text()
+    assert "At equal rate" in md and "| ncodec-mdct | 16 |" in md and "| opus | 16 |" not in md.split("At equal")[1]
     for codecs, kbps, match in ((["ncodec:mdct"], [16], "other files or bitrates"),
                                 (["ncodec:mdct", "opus"], [16, 32], "already in the sweep")):
         with pytest.raises(ValueError, match=match):

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ncodec.eval.bdrate import bd_psnr, bd_rate
+from ncodec.eval.bdrate import bd_psnr, bd_rate, quality_at_rate
 from ncodec.eval.rd_image import read_curves
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -105,3 +105,14 @@ def test_read_curves_rejects_other_layouts(tmp_path):
     pairs.write_text(json.dumps({"A": [[0.5, 30.0], [1.0, 33.0]]}))
     assert read_curves(pairs) == {"A": {"bpp": [0.5, 1.0], "psnr-rgb": [30.0, 33.0]}}
     assert np.isfinite(bd_rate([0.5, 1.0], [30.0, 33.0], [0.4, 1.1], [30.0, 33.5]))
+
+
+def test_quality_at_rate_reads_the_anchor_curve_and_never_extrapolates():
+    """At the anchor's own points it returns their values, in between a value between its
+    neighbours (monotone interpolation), and None outside the anchor's rate range."""
+    assert quality_at_rate(RATE, PSNR, RATE[1]) == pytest.approx(PSNR[1])
+    mid = quality_at_rate(RATE, PSNR, (RATE[1] * RATE[2]) ** 0.5)
+    assert min(PSNR[1], PSNR[2]) < mid < max(PSNR[1], PSNR[2])
+    assert quality_at_rate(RATE, PSNR, min(RATE) * 0.99) is None and quality_at_rate(RATE, PSNR, max(RATE) * 1.01) is None
+    distances = [0.3, 0.2, 0.1]
+    assert quality_at_rate([6, 12, 24], distances, 12, higher_is_better=False) == pytest.approx(0.2)
