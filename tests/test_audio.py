@@ -85,9 +85,10 @@ def test_vorbis_window_keeps_coding_noise_out_of_empty_bands(codec, music, monke
     old = Container(sine.codec, sine.model, sine.weights_digest, {k: v for k, v in sine.fields.items() if k != "win"},
                     sine.sections)
     assert np.array_equal(codec.decode(old.to_bytes()).samples, out["sine"])
-    bad = Container(sine.codec, sine.model, sine.weights_digest, {**sine.fields, "win": 2}, sine.sections)
-    with pytest.raises(CorruptStreamError):
-        codec.decode(bad.to_bytes())
+    for wrong in (2, -1, 1.0, "1"):
+        bad = Container(sine.codec, sine.model, sine.weights_digest, {**sine.fields, "win": wrong}, sine.sections)
+        with pytest.raises(CorruptStreamError):
+            codec.decode(bad.to_bytes())
 
 
 def test_latent_symbols_round_trip_exactly(codec, music):

@@ -313,8 +313,9 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file's chunk table does not match its sections")
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        band_fill, boosted, window = c.fields.get("bf", 0), c.fields.get("fb", 0), c.fields.get("win", 0)
-        if window not in range(len(WINDOWS)):
+        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
+        window = c.require("win") if "win" in c.fields else 0
+        if not 0 <= window < len(WINDOWS):
             raise CorruptStreamError("ncodec file declares an unknown MDCT window")
         if band_fill not in (0, *bandfill.LAYOUTS):
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
