@@ -12,8 +12,8 @@ Two windows, both power-complementary (so the transform stays orthonormal): the 
 and the Vorbis window ``sin(pi/2 sin^2(.))``, whose spectrum falls off much faster away from
 its main lobe.  Through the quantizer the difference is where the coding noise goes: with
 the sine window the noise of loud coefficients leaks into the quiet parts of the spectrum
-(valleys between harmonics, bands a lowpassed source left empty), which a log-spectral
-measure and the ear notice.  Encoders write the Vorbis window since 2026-12-05 (ninth
+(valleys between harmonics, bands a lowpassed source left empty), where log-spectral
+measures such as the eval's mel distance count it.  Encoders write the Vorbis window since 2026-12-05 (ninth
 session); a stream names its window (:data:`WINDOWS`), older streams used the sine window.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def frame_count(samples: int, hop: int) -> int:
 def mdct(x: torch.Tensor, hop: int, window: str = WINDOW) -> torch.Tensor:
     """``(B, (T + 1) * hop)`` samples (already padded by one hop in front) -> ``(B, hop, 1, T)``."""
     frames = x.unfold(-1, 2 * hop, hop)                       # (B, T, 2 hop)
-    coefs = frames @ _basis(hop, window).to(x.device, x.dtype)        # (B, T, hop)
+    coefs = frames @ _basis(hop, window).to(x.device, x.dtype)   # (B, T, hop)
     return coefs.transpose(1, 2).unsqueeze(2)
 
 
