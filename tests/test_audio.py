@@ -106,7 +106,7 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     coefs = mdct(torch.from_numpy(m), codec.hop)[..., :40]
     y = coefs * codec.model.gains(torch.tensor([5.0]))
     boosts = np.arange(40) % 11
-    sections, symbols, scales, _ = codec.latent.compress(y, boosts, codec.hop)
+    sections, symbols, scales, _ = codec.latent.compress(y, boosts, bandfill.CURRENT, codec.hop)
     decoded, decoded_scales, fraction, decoded_boosts = codec.latent.decompress(sections, tuple(y.shape),
                                                                                 bandfill.CURRENT, True, codec.hop)
     assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
@@ -119,10 +119,10 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     assert torch.equal(fraction[zeros], bandfill.fill_fraction(levels, y.shape[1], bandfill.CURRENT)[zeros])
 
 
-@pytest.mark.parametrize("mode", [1, 2])
-def test_band_fill_levels_round_trip_in_both_layouts(mode):
+@pytest.mark.parametrize("mode", [1, 2, 3])
+def test_band_fill_levels_round_trip_in_every_layout(mode):
     """Any levels in range, on any pattern of cells that carry one (the others are never read),
-    decode exactly in the current layout and the older one; the layouts partition the bins."""
+    decode exactly in the current layout and the older ones; the layouts partition the bins."""
     from ncodec.audio import bandfill
     from ncodec.entropy import SymbolDecoder, SymbolEncoder
 
@@ -183,7 +183,7 @@ def test_noise_fill_improves_mel_distance_and_decodes_the_same(codec, speech):
 def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, music, monkeypatch):
     """The coded band levels give a lower mel distance than the fixed, scale-derived fill on the
     same stream; the mel-spaced layout (``bf=2``) beats the older 13-band one on music at the same
-    rate, and streams in that older layout (``bf=1``) still decode; a stream without the ``bf`` and
+    rate, and streams in the older layouts (``bf=1`` and ``2``) still decode; a stream without the ``bf`` and
     ``fb`` fields (older ncodec) decodes with the fixed fill; an unknown fill mode is a clear error."""
     from ncodec.audio import bandfill, frameboost
     from ncodec.audio.codec import AudioCodec
@@ -191,7 +191,7 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
     x, rate = speech
     monkeypatch.setattr(frameboost, "measure_levels", lambda coefs: np.zeros(coefs.shape[-1], np.int64))
     c = Container.from_bytes(codec.encode(x, rate, kbps=12))
-    assert c.fields["bf"] == bandfill.CURRENT == 2
+    assert c.fields["bf"] == bandfill.CURRENT == 3
     fixed = AudioCodec("mdct", codec.model, codec.latent, codec.digest, noise_fill=codec.config.noise_fill)
     band_mel = mel_distance(x, codec.decode(c).samples, rate)
     fixed_out = fixed.decode(c).samples
@@ -199,7 +199,7 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
     old = Container(c.codec, c.model, c.weights_digest, {k: v for k, v in c.fields.items() if k not in ("bf", "fb")},
                     c.sections)
     assert np.array_equal(codec.decode(old.to_bytes()).samples, fixed_out)
-    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 3}, c.sections)
+    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 4}, c.sections)
     with pytest.raises(CorruptStreamError):
         codec.decode(bad.to_bytes())
 
@@ -212,6 +212,18 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
         mel[mode], size[mode] = mel_distance(x, codec.decode(data).samples, rate), len(data)
     assert size[2] < 1.03 * size[1] and mel[2] < 0.9 * mel[1]
     assert mel[1] < 0.85 * mel_distance(x, fixed.decode(data).samples, rate)   # bf=1 levels still help
+
+
+def test_band_fill_layout_follows_the_rate(codec, music):
+    """20 ms fill tiles (``bf=3``) at ordinary rates; under 5 kbps per channel (or a low fixed quality)
+    the 40 ms ones (``bf=2``), whose levels cost half as much, so that 6 kbps stereo still meets its
+    rate."""
+    x, rate = music
+    for kwargs, layout in (({"kbps": 6}, 2), ({"kbps": 24}, 3), ({"quality": 1}, 2), ({"quality": 6}, 3)):
+        data = codec.encode(x, rate, **kwargs)
+        assert Container.from_bytes(data).fields["bf"] == layout
+        if "kbps" in kwargs:
+            assert abs(len(data) * 8 / (x.shape[1] / rate) / 1000 / kwargs["kbps"] - 1) < 0.1
 
 
 def test_band_fill_codes_no_levels_above_the_inputs_nyquist_frequency(codec, speech, monkeypatch):
@@ -311,7 +323,7 @@ def test_fresh_training_with_the_default_hop_codes_audio(tmp_path, music):
     assert train.main(args) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["config"]["hop"] == 480 and all(torch.isfinite(t).all() for t in state["model"].values())
-    assert bandfill.tile_frames(480) == 4 and bandfill.tile_frames(960) == 2
+    assert bandfill.tile_frames(480, 2) == 4 and bandfill.tile_frames(960, 2) == 2 and bandfill.tile_frames(480, 3) == 2
     codec = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
     y = codec.decode(codec.encode(x, rate, quality=6)).samples
     assert y.shape == x.shape and np.isfinite(y).all()
@@ -321,12 +333,15 @@ def test_fresh_training_with_the_default_hop_codes_audio(tmp_path, music):
             train.main(args + wrong)
 
 
-def test_a_240_hop_model_codes_whole_fill_tiles(tmp_path, music):
-    """At a 240-sample hop a 40 ms band fill tile is 8 frames: chunks and the padded tail chunk are
-    whole tiles (5 s chunks of 1000 frames), so a ``--hop 240`` model codes audio of any length."""
-    from ncodec.audio import app, train
+@pytest.mark.parametrize("layout", [2, 3])
+def test_a_240_hop_model_codes_whole_fill_tiles(tmp_path, music, monkeypatch, layout):
+    """At a 240-sample hop a band fill tile is 8 frames (40 ms, layout 2) or 4 (20 ms, layout 3):
+    chunks hold whole tiles of both (5 s chunks of 1000 frames) and the padded tail chunk of the
+    layout written, so a ``--hop 240`` model codes audio of any length in either layout."""
+    from ncodec.audio import app, bandfill, train
     from ncodec.audio.io import write_audio
 
+    monkeypatch.setattr(bandfill, "CURRENT", layout)
     x, rate = music
     (tmp_path / "data" / "music").mkdir(parents=True)
     write_audio(tmp_path / "data" / "music" / "clip.wav", x[:, : rate], rate)
@@ -336,7 +351,7 @@ def test_a_240_hop_model_codes_whole_fill_tiles(tmp_path, music):
     assert (codec.hop, codec.frame_step, codec.chunk_frames) == (240, 8, 1000)
     clip = x[:, : int(1.3 * rate) + 7]
     data = codec.encode(clip, rate, quality=6)
-    assert Container.from_bytes(data).fields["cf"] == 1000
+    assert Container.from_bytes(data).fields["cf"] == 1000 and Container.from_bytes(data).fields["bf"] == layout
     y = codec.decode(data).samples
     assert y.shape == clip.shape and np.isfinite(y).all()
 

@@ -3,8 +3,8 @@ coded as zero should be.
 
 The scale-derived fill (:func:`.model.zero_bin_fill`) infers the energy of a zero-coded
 coefficient from its coded scale, which puts noise into bands the input barely has and
-leaves others too quiet.  Here the encoder *measures* it instead: per channel, band and 40 ms
-tile (:func:`tile_frames`) it takes the energy of the true gain-domain coefficients whose
+leaves others too quiet.  Here the encoder *measures* it instead: per channel, band and tile
+(20 or 40 ms, :func:`tile_frames`) it takes the energy of the true gain-domain coefficients whose
 symbol is 0, divides it by the zero-bin variance their coded scales predict, and codes the
 level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps, clipped to the layout's ``k_min``
 .. ``K_MAX``); the decoder then fills those zeros with the fraction ``4 ** k`` of the predicted
@@ -12,12 +12,15 @@ variance.  Only cells holding at least one zero carry a level (the decoder finds
 symbols it has already decoded).  The levels follow the chunk's ``y`` symbols in the same
 range-coded section.
 
-Two layouts (the stream's ``bf`` field):
+Three layouts (the stream's ``bf`` field, :data:`LAYOUTS`):
 
-* ``bf=2`` (what the encoder writes): 32 bands of about equal width on the mel scale
+* ``bf=3`` (what the encoder writes since 2026-12-05, ninth session): ``bf=2``'s bands and
+  coding on 20 ms tiles, with residual tables measured on those tiles: the fill follows the
+  signal's level twice as closely in time (speech pauses, onsets) for about twice the levels.
+* ``bf=2`` (older streams): 32 bands of about equal width on the mel scale
   (:data:`MEL_EDGES`), about one critical band each (300 Hz at 2 kHz, where the older layout's
   bands are 800 Hz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the
-  band layout *is* the decoded spectral envelope there.  Each level is predicted from the
+  band layout *is* the decoded spectral envelope there; 40 ms tiles.  Each level is predicted from the
   previous tile and the band below by the median edge detector of LOCO-I (:func:`_predict`);
   the residual is coded with one of four fixed tables chosen from the previous tile
   (:func:`_contexts`, :data:`RESIDUAL_COUNTS`): about 1.7 bits a cell.  Bands that start above
@@ -25,7 +28,7 @@ Two layouts (the stream's ``bf`` field):
   resampler removes whatever is filled there).  Levels go down to -72 dB (the older layout
   stopped at -48 dB, which left the bands above a lowpassed input's cutoff too loud: 5-11 % of
   the mel distance on two training files at 24 kbps).
-* ``bf=1`` (older streams): 13 wider bands (:data:`LEGACY_EDGES`), each level coded as its
+* ``bf=1`` (older streams): 13 wider bands on 40 ms tiles (:data:`LEGACY_EDGES`), each level coded as its
   difference from the same band's previous level with one two-sided geometric table.
 """
 from __future__ import annotations
@@ -48,22 +51,26 @@ MEL_EDGES = (0, 4, 8, 12, 16, 21, 27, 33, 40, 48, 57, 67, 79, 91, 105, 121, 138,
 class Layout:
     edges: tuple[int, ...]   # band edges in MDCT bins at hop 960
     k_min: int               # the lowest level (fill fraction 4 ** k_min)
+    tile_samples: int        # each level covers this many samples at 48 kHz
 
 
-LAYOUTS = {1: Layout(LEGACY_EDGES, -8), 2: Layout(MEL_EDGES, -12)}   # by the stream's ``bf`` value
-CURRENT = 2          # the layout the encoder writes
-TILE_SAMPLES = 1920  # 40 ms at 48 kHz: each level covers this much time
+# by the stream's ``bf`` value: 40 ms tiles in layouts 1 and 2, 20 ms in layout 3
+LAYOUTS = {1: Layout(LEGACY_EDGES, -8, 1920), 2: Layout(MEL_EDGES, -12, 1920), 3: Layout(MEL_EDGES, -12, 960)}
+CURRENT = 3          # the layout the encoder writes, except at low rates (:func:`layout_for`)
+LOW_RATE = 2         # the layout for targets under LOW_RATE_KBPS per coded channel or qualities under LOW_RATE_QUALITY
+LOW_RATE_KBPS = 5.0
+LOW_RATE_QUALITY = 4.0   # 0-based (the CLI's --quality 5)
 K_MAX = 4            # the highest level (fill fraction 4 ** 4)
 K_START = -1         # the level before a band's first cell (0.25, the scale-derived fill's default)
 FILL_TARGET = 0.6    # encoder's share of the measured energy (noise of the right level still adds error)
 DELTA_DECAY = 0.3    # bf=1: P(d) ~ DELTA_DECAY ** |d| over every possible difference
 DELTA_TABLE = geometric_delta_table(K_MAX - LAYOUTS[1].k_min, DELTA_DECAY)
-RESIDUAL_SPAN = K_MAX - LAYOUTS[2].k_min   # bf=2 residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
+RESIDUAL_SPAN = K_MAX - LAYOUTS[2].k_min   # bf=2 and 3 residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
 
 # bf=2: residual counts -16 .. 16 per context (:func:`_contexts`), measured with this layout on
 # ten training files (none held out for evaluation) at 6, 12, 24, 48 and 64 kbps (first 10 s of
 # each, every trial encode of the rate search), plus one so that every residual stays codable.
-RESIDUAL_COUNTS = (
+RESIDUAL_COUNTS = {2: (
     (1, 1, 1, 1, 2, 57, 26, 48, 67, 156, 228, 399, 830, 1721, 6440, 57352, 146841, 48175, 4722, 1094, 433, 190,
      91, 47, 21, 13, 11, 11, 2, 1, 1, 1, 1),
     (1, 1, 1, 1, 7, 5, 10, 20, 55, 117, 167, 333, 558, 1413, 6046, 49406, 114727, 49039, 4690, 710, 224, 85, 43,
@@ -72,9 +79,31 @@ RESIDUAL_COUNTS = (
      117, 65, 29, 16, 9, 4, 1, 1, 1, 1),
     (1, 1, 1, 1, 1, 1, 2, 6, 5, 3, 6, 24, 24, 44, 75, 209, 639, 117, 29, 4, 7, 12, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1,
      1),
+)}
+RESIDUAL_COUNTS[3] = (   # the same for bf=3 (20 ms tiles), measured with that layout
+    (1, 1, 10, 7, 5, 106, 70, 90, 109, 199, 313, 598, 1202, 2982, 12505, 88644, 210618, 80094, 10684, 2801, 1009,
+     432, 188, 121, 47, 35, 10, 6, 6, 1, 1, 1, 1),
+    (1, 1, 1, 1, 55, 33, 96, 110, 138, 219, 325, 543, 1037, 2578, 11342, 84184, 193841, 83905, 10568, 1867, 640,
+     250, 113, 48, 32, 13, 16, 7, 2, 1, 1, 1, 1),
+    (1, 1, 1, 4, 5, 11, 21, 99, 172, 331, 393, 648, 1167, 2792, 8482, 30346, 66928, 27885, 12875, 5357, 2390, 1227,
+     661, 423, 227, 134, 85, 31, 20, 1, 1, 1, 1),
+    (1, 1, 1, 2, 9, 16, 33, 83, 108, 139, 186, 260, 294, 351, 620, 1434, 43025, 805, 91, 35, 53, 25, 6, 5, 6, 3, 1,
+     1, 1, 1, 1, 1, 1),
 )
-RESIDUAL_TABLES = stack_rows([np.append(np.array(c) / sum(c), 1e-9) for c in RESIDUAL_COUNTS],
-                             [-RESIDUAL_SPAN] * len(RESIDUAL_COUNTS))
+RESIDUAL_TABLES = {mode: stack_rows([np.append(np.array(c) / sum(c), 1e-9) for c in counts],
+                                    [-RESIDUAL_SPAN] * len(counts)) for mode, counts in RESIDUAL_COUNTS.items()}
+
+
+def layout_for(kbps_per_channel: float | None, quality: float | None) -> int:
+    """The layout an encode writes: :data:`CURRENT`, but :data:`LOW_RATE` for a bitrate target under
+    :data:`LOW_RATE_KBPS` per coded channel or a fixed 0-based quality under :data:`LOW_RATE_QUALITY`
+    (20 ms tiles cost about 1.2 kbps more per channel than 40 ms ones: at 6 kbps on stereo music
+    they left the rate search no quality that fit)."""
+    low = quality < LOW_RATE_QUALITY if quality is not None else kbps_per_channel < LOW_RATE_KBPS
+    return LOW_RATE if low else CURRENT
+
+
+WRITTEN = (LOW_RATE, CURRENT)   # the layouts an encoder may write (chunks hold whole tiles of each)
 
 
 def band_edges(bins: int, mode: int) -> list[int]:
@@ -83,15 +112,16 @@ def band_edges(bins: int, mode: int) -> list[int]:
     return [round(e * bins / edges[-1]) for e in edges]
 
 
-def tile_frames(bins: int) -> int:
-    """Frames per level for a hop of ``bins`` samples (2 at the shipped 960)."""
-    return max(1, TILE_SAMPLES // bins)
+def tile_frames(bins: int, mode: int) -> int:
+    """Frames per level of layout ``mode`` for a hop of ``bins`` samples (layout 3 at the shipped
+    480: 2)."""
+    return max(1, LAYOUTS[mode].tile_samples // bins)
 
 
-def _cell_sums(v: torch.Tensor, edges: list[int]) -> torch.Tensor:
-    """(B, bins, 1, T) -> (B, bands, T / tile): sums over each band and tile."""
+def _cell_sums(v: torch.Tensor, mode: int) -> torch.Tensor:
+    """(B, bins, 1, T) -> (B, bands, T / tile): sums over each band and tile of layout ``mode``."""
     b, bins, _, t = v.shape
-    tile = tile_frames(bins)
+    edges, tile = band_edges(bins, mode), tile_frames(bins, mode)
     cs = torch.nn.functional.pad(v[:, :, 0].double().cumsum(1), (0, 0, 1, 0))
     bands = cs[:, edges[1:]] - cs[:, edges[:-1]]
     return bands.reshape(b, len(edges) - 1, t // tile, tile).sum(-1)
@@ -99,23 +129,21 @@ def _cell_sums(v: torch.Tensor, edges: list[int]) -> torch.Tensor:
 
 def coded_cells(y_sym: np.ndarray, mode: int, top_bin: int) -> np.ndarray:
     """Boolean (B, bands, T / tile): the cells holding at least one zero symbol (those carry a
-    level); in layout 2 only in the bands that start below bin ``top_bin`` (the input's Nyquist
-    frequency: the decoder's resampler removes whatever is filled above it)."""
-    edges = band_edges(y_sym.shape[1], mode)
+    level); in layouts 2 and 3 only in the bands that start below bin ``top_bin`` (the input's
+    Nyquist frequency: the decoder's resampler removes whatever is filled above it)."""
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
-    cells = (_cell_sums(zeros, edges) > 0).numpy()
-    if mode == 2:
-        cells[:, sum(e < top_bin for e in edges[:-1]):] = False
+    cells = (_cell_sums(zeros, mode) > 0).numpy()
+    if mode >= 2:
+        cells[:, sum(e < top_bin for e in band_edges(y_sym.shape[1], mode)[:-1]):] = False
     return cells
 
 
 def measure_levels(y: torch.Tensor, y_sym: np.ndarray, variance: torch.Tensor, mode: int) -> np.ndarray:
     """Levels (B, bands, T / tile) from the true coefficients ``y``, their symbols and the predicted
     zero-bin variance of every coefficient (fraction 1)."""
-    edges = band_edges(y.shape[1], mode)
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
-    energy = _cell_sums(y.detach().double().cpu() ** 2 * zeros, edges)
-    predicted = _cell_sums(variance.double().cpu() * zeros, edges)
+    energy = _cell_sums(y.detach().double().cpu() ** 2 * zeros, mode)
+    predicted = _cell_sums(variance.double().cpu() * zeros, mode)
     ratio = FILL_TARGET * energy / predicted.clamp_min(1e-30)
     k_min = LAYOUTS[mode].k_min
     k = torch.round(torch.log(ratio.clamp_min(4.0**(k_min - 1))) / np.log(4.0))
@@ -131,7 +159,7 @@ def _rows(cells: np.ndarray):
 
 
 def _contexts(previous: np.ndarray) -> np.ndarray:
-    """bf=2 table row per band from the previous tile's levels: 3 where the level and its band
+    """bf=2 and 3: table row per band from the previous tile's levels: 3 where the level and its band
     below's are both the lowest (bands the input does not have), else min(|level - band below's|, 2)."""
     below = np.concatenate([[K_START], previous[:-1]])
     k_min = LAYOUTS[2].k_min
@@ -140,7 +168,7 @@ def _contexts(previous: np.ndarray) -> np.ndarray:
 
 def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residual: bool
              ) -> tuple[np.ndarray, np.ndarray]:
-    """One bf=2 tile, bands upwards: each level is predicted by the median of (left, below,
+    """One bf=2 or 3 tile, bands upwards: each level is predicted by the median of (left, below,
     left + below - left's below) (left = the previous tile's level, below = this tile's band
     below); coded bands take ``values`` (residuals to add when ``residual``, else the levels
     themselves), the others their prediction.  Returns the tile's levels and residuals."""
@@ -158,12 +186,14 @@ def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residu
 
 def encode_levels(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray, mode: int) -> float:
     """Code the levels of the coded cells; returns their ideal bit count."""
-    return (_encode_deltas if mode == 1 else _encode_predicted)(enc, levels, cells)
+    if mode == 1:
+        return _encode_deltas(enc, levels, cells)
+    return _encode_predicted(enc, levels, cells, RESIDUAL_TABLES[mode])
 
 
 def decode_levels(dec: SymbolDecoder, cells: np.ndarray, mode: int) -> np.ndarray:
     """The levels :func:`encode_levels` coded (cells without a level hold a value that fills nothing)."""
-    return (_decode_deltas if mode == 1 else _decode_predicted)(dec, cells)
+    return _decode_deltas(dec, cells) if mode == 1 else _decode_predicted(dec, cells, RESIDUAL_TABLES[mode])
 
 
 def _encode_deltas(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray) -> float:
@@ -185,8 +215,8 @@ def _decode_deltas(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
     return np.clip(levels, LAYOUTS[1].k_min, K_MAX)
 
 
-def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray) -> float:
-    """bf=2: each tile's residuals in one call (its tables depend on the tile before it)."""
+def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray, tables) -> float:
+    """bf=2 and 3: each tile's residuals in one call (its tables depend on the tile before it)."""
     residuals, indices = [], []
     for c in range(levels.shape[0]):
         previous = np.full(levels.shape[1], K_START, np.int64)
@@ -195,15 +225,15 @@ def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray)
             index = _contexts(previous)[coded]
             previous, tile_residuals = _predict(previous, coded, levels[c, :, t], residual=False)
             if len(index):
-                enc.encode(tile_residuals[coded], index, RESIDUAL_TABLES)
+                enc.encode(tile_residuals[coded], index, tables)
                 residuals.append(tile_residuals[coded])
                 indices.append(index)
     if not residuals:
         return 0.0
-    return RESIDUAL_TABLES.ideal_bits(np.concatenate(residuals), np.concatenate(indices))
+    return tables.ideal_bits(np.concatenate(residuals), np.concatenate(indices))
 
 
-def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
+def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray, tables) -> np.ndarray:
     levels = np.full(cells.shape, K_START, np.int64)
     for c in range(cells.shape[0]):
         previous = np.full(cells.shape[1], K_START, np.int64)
@@ -212,7 +242,7 @@ def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
             residuals = np.zeros(len(coded), np.int64)
             index = _contexts(previous)[coded]
             if len(index):
-                residuals[coded] = dec.decode(index, RESIDUAL_TABLES)
+                residuals[coded] = dec.decode(index, tables)
             previous, _ = _predict(previous, coded, residuals, residual=True)
             levels[c, :, t] = previous
     return levels
@@ -222,4 +252,4 @@ def fill_fraction(levels: np.ndarray, bins: int, mode: int) -> torch.Tensor:
     """Per-coefficient fill fraction (B, bins, 1, T) from levels (B, bands, T / tile)."""
     widths = torch.tensor(np.diff(band_edges(bins, mode)))
     frac = torch.from_numpy(4.0 ** levels.astype(np.float64)).float()
-    return frac.repeat_interleave(widths, dim=1).repeat_interleave(tile_frames(bins), dim=2)[:, :, None]
+    return frac.repeat_interleave(widths, dim=1).repeat_interleave(tile_frames(bins, mode), dim=2)[:, :, None]

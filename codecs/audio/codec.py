@@ -139,7 +139,7 @@ class AudioCodec:
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
-        self.frame_step = math.lcm(4, bandfill.tile_frames(self.hop))    # z groups and fill tiles stay whole
+        self.frame_step = math.lcm(*(self._frame_step(mode) for mode in bandfill.WRITTEN))   # either layout fits
         if chunk_frames is None:
             chunk_frames = max(1, round(CHUNK_SECONDS * self.rate / self.hop / self.frame_step)) * self.frame_step
         if chunk_frames < self.frame_step or chunk_frames % self.frame_step:
@@ -196,6 +196,8 @@ class AudioCodec:
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
         total, ideal_bits, q_prev = 0, 0.0, 4.5
         top_bin = self._top_bin(rate)
+        band_fill = bandfill.layout_for(None if kbps is None else kbps / channels, q_fixed)
+        step = self._frame_step(band_fill)               # the tail chunk holds whole tiles of that layout
         for block in blocks:
             if block is None or not block.shape[1]:
                 continue
@@ -203,7 +205,7 @@ class AudioCodec:
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
                 q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], frames * hop, kbps, q_fixed, q_prev,
-                                                top_bin, chunks, payload)
+                                                band_fill, top_bin, chunks, payload)
                 ideal_bits += bits
                 buf = buf[:, frames * hop:]
                 if progress:
@@ -212,10 +214,10 @@ class AudioCodec:
             raise InputError("audio has zero samples")
         remaining = frame_count(total, hop) - len(chunks["q"]) * frames
         while remaining > 0:                           # the tail: at most two chunks, the last padded
-            size = min(frames, -(-remaining // self.frame_step) * self.frame_step)
+            size = min(frames, -(-remaining // step) * step)
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
-            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, top_bin, chunks, payload)
+            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, band_fill, top_bin, chunks, payload)
             ideal_bits += bits
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
@@ -223,15 +225,21 @@ class AudioCodec:
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
         fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "win": WINDOWS.index(self.window),
-                  "bf": bandfill.CURRENT, "fb": 1, **chunks}
+                  "bf": band_fill, "fb": 1, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
+
+    def _frame_step(self, band_fill: int) -> int:
+        """Chunks (and the padded tail chunk) are multiples of this many frames: whole z groups (4 frames)
+        and whole band fill tiles of layout ``band_fill`` (0: none)."""
+        return math.lcm(4, bandfill.tile_frames(self.hop, band_fill) if band_fill else 1)
 
     def _top_bin(self, rate: int) -> int:
         """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
         return self.hop * min(rate, self.rate) // self.rate
 
-    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, top_bin: int, chunks: dict,
+    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, band_fill: int, top_bin: int,
+                    chunks: dict,
                     payload: dict) -> tuple[float, float]:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
         at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
@@ -240,21 +248,22 @@ class AudioCodec:
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, top_bin)
+            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, band_fill, top_bin)
         else:
             budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
-            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, top_bin)
+            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, band_fill, top_bin)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
         return q, bits
 
-    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, top_bin: int) -> tuple[dict, float]:
+    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, band_fill: int, top_bin: int
+                  ) -> tuple[dict, float]:
         q = round(q * 1000) / 1000                     # the quality the stream records
         with torch.no_grad():
             y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
-        sections, _, _, bits = self.latent.compress(y, boosts, top_bin)
+        sections, _, _, bits = self.latent.compress(y, boosts, band_fill, top_bin)
         return sections, bits
 
     @torch.no_grad()
@@ -272,14 +281,14 @@ class AudioCodec:
         bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
         return bits / 8
 
-    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, top_bin: int):
+    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, band_fill: int, top_bin: int):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
         float model's estimate plus what the last exact encode (at most 3) added to it (the band fill
         and frame boost levels, which the estimate leaves out, and the coder's overhead)."""
         top, extra, best = float(self.config.levels - 1), 0.0, None
         for _ in range(3):
             q = _secant(lambda v: max(self._estimate_bytes(coefs, v) + extra, 1.0), budget, q, top)
-            sections, bits = self._compress(coefs, q, boosts, top_bin)
+            sections, bits = self._compress(coefs, q, boosts, band_fill, top_bin)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
                 best = (q, size, sections, bits)
@@ -303,7 +312,16 @@ class AudioCodec:
             raise CorruptStreamError(f"ncodec file declares invalid audio ({ch} channels, {n} samples at {rate} Hz)")
         if abs(m - n * self.rate / rate) > 2 * self.hop:
             raise CorruptStreamError("ncodec file declares inconsistent audio lengths")
-        if cf < self.frame_step or cf % self.frame_step or cf > 1 << 16:
+        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
+        window = c.require("win") if "win" in c.fields else 0
+        if not 0 <= window < len(WINDOWS):
+            raise CorruptStreamError("ncodec file declares an unknown MDCT window")
+        if band_fill not in (0, *bandfill.LAYOUTS):
+            raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
+        if boosted not in (0, 1):
+            raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
+        step = self._frame_step(band_fill)
+        if cf < step or cf % step or cf > 1 << 16:
             raise CorruptStreamError("ncodec file declares an invalid chunk size")
         total = frame_count(m, self.hop)
         count = -(-total // cf)
@@ -313,16 +331,8 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file's chunk table does not match its sections")
         if not all(0 <= v <= 1000 * (self.config.levels - 1) for v in q):
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
-        window = c.require("win") if "win" in c.fields else 0
-        if not 0 <= window < len(WINDOWS):
-            raise CorruptStreamError("ncodec file declares an unknown MDCT window")
-        if band_fill not in (0, *bandfill.LAYOUTS):
-            raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
-        if boosted not in (0, 1):
-            raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
         last = total - (count - 1) * cf
-        sizes = [cf] * (count - 1) + [-(-last // self.frame_step) * self.frame_step]
+        sizes = [cf] * (count - 1) + [-(-last // step) * step]
         return {"rate": rate, "ch": ch, "n": n, "m": m, "window": WINDOWS[window], "top_bin": self._top_bin(rate),
                 "bf": band_fill, "fb": bool(boosted), "chunks": list(zip(sizes, q, zl, yl))}
 

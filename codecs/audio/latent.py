@@ -49,10 +49,10 @@ class AudioLatentCodec:
         mag = to_fixed(log2_magnitude(torch.from_numpy(y_sym[..., 0::2]).double()))
         return hyper[..., 1::2] + from_grid(self.context(context_inputs(hyper[..., 1::2], mag)))
 
-    def compress(self, y: torch.Tensor, boosts: np.ndarray, top_bin: int
+    def compress(self, y: torch.Tensor, boosts: np.ndarray, band_fill: int, top_bin: int
                  ) -> tuple[dict, np.ndarray, torch.Tensor, float]:
         """Sections, integer symbols, fixed-point log-scales and the ideal bit count; the ``y``
-        section ends with the chunk's band fill levels (:mod:`.bandfill`, layout ``CURRENT``, up to
+        section ends with the chunk's band fill levels (:mod:`.bandfill`, layout ``band_fill``, up to
         the input's Nyquist frequency at bin ``top_bin``) and the frame boost levels ``boosts``
         already applied to ``y`` (:mod:`.frameboost`)."""
         if y.shape[-1] % 4:
@@ -66,9 +66,8 @@ class AudioLatentCodec:
         bits = (self.z_prior.encode(ez, z_sym) + self.gaussian.encode(ey, y_sym[..., 0::2], hyper[..., 0::2])
                 + self.gaussian.encode(ey, y_sym[..., 1::2], odd_scales))
         scales = self._merge(hyper, odd_scales)
-        mode = bandfill.CURRENT
-        levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)), mode)
-        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym, mode, top_bin), mode)
+        levels = bandfill.measure_levels(y, y_sym, zero_bin_variance(from_fixed(scales, torch.float64)), band_fill)
+        bits += bandfill.encode_levels(ey, levels, bandfill.coded_cells(y_sym, band_fill, top_bin), band_fill)
         bits += frameboost.encode_levels(ey, boosts)
         return {"z": ez.finish(), "y": ey.finish()}, y_sym, scales, bits
 
