@@ -167,19 +167,21 @@ def equal_rate_rows(curves: dict[str, dict], anchor: str) -> list[dict]:
     """Per codec (not the anchor) and target: each metric's value and the anchor's at the same real
     bitrate (its curve interpolated at this point's kbps; None outside the anchor's range)."""
     ref = curves[anchor]
+    anchor_curves = {}                                  # metric -> (rates, values) of the anchor's points
+    for metric in METRICS:
+        pts = [(r, m) for r, m in zip(ref["kbps"], ref.get(metric, [])) if m is not None]
+        if len(pts) >= 2:
+            anchor_curves[metric] = ([r for r, _ in pts], [m for _, m in pts])
     rows = []
     for name, res in curves.items():
         if name == anchor:
             continue
         for i, (target, kbps) in enumerate(zip(res["target_kbps"], res["kbps"])):
             row = {"codec": name, "target_kbps": target, "kbps": kbps}
-            for metric, higher in METRICS.items():
+            for metric, (rates, values) in anchor_curves.items():
                 value = res.get(metric, [None] * (i + 1))[i]
-                pts = [(r, m) for r, m in zip(ref["kbps"], ref.get(metric, [])) if m is not None]
-                if value is None or len(pts) < 2:
-                    continue
-                at = quality_at_rate([r for r, _ in pts], [m for _, m in pts], kbps, higher)
-                row[metric] = (value, at)
+                if value is not None:
+                    row[metric] = (value, quality_at_rate(rates, values, kbps, METRICS[metric]))
             rows.append(row)
     return rows
 

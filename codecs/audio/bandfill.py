@@ -17,7 +17,8 @@ Three layouts (the stream's ``bf`` field, :data:`LAYOUTS`):
 * ``bf=3`` (what the encoder writes since 2026-12-05, ninth session): ``bf=2``'s bands and
   coding on 20 ms tiles, with residual tables measured on those tiles: the fill follows the
   signal's level twice as closely in time (speech pauses, onsets) for about twice the levels.
-* ``bf=2`` (older streams): 32 bands of about equal width on the mel scale
+* ``bf=2`` (written below 5 kbps per channel, where ``bf=3``'s levels would not fit, and by
+  older encoders at every rate): 32 bands of about equal width on the mel scale
   (:data:`MEL_EDGES`), about one critical band each (300 Hz at 2 kHz, where the older layout's
   bands are 800 Hz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the
   band layout *is* the decoded spectral envelope there; 40 ms tiles.  Each level is predicted from the
@@ -54,22 +55,25 @@ class Layout:
     tile_samples: int        # each level covers this many samples at 48 kHz
 
 
+MEL_K_MIN = -12      # the lowest level of the mel-spaced layouts (-72 dB)
 # by the stream's ``bf`` value: 40 ms tiles in layouts 1 and 2, 20 ms in layout 3
-LAYOUTS = {1: Layout(LEGACY_EDGES, -8, 1920), 2: Layout(MEL_EDGES, -12, 1920), 3: Layout(MEL_EDGES, -12, 960)}
+LAYOUTS = {1: Layout(LEGACY_EDGES, -8, 1920), 2: Layout(MEL_EDGES, MEL_K_MIN, 1920),
+           3: Layout(MEL_EDGES, MEL_K_MIN, 960)}
 CURRENT = 3          # the layout the encoder writes, except at low rates (:func:`layout_for`)
 LOW_RATE = 2         # the layout for targets under LOW_RATE_KBPS per coded channel or qualities under LOW_RATE_QUALITY
 LOW_RATE_KBPS = 5.0
 LOW_RATE_QUALITY = 4.0   # 0-based (the CLI's --quality 5)
+WRITTEN = (LOW_RATE, CURRENT)   # the layouts an encoder may write (chunks hold whole tiles of each)
 K_MAX = 4            # the highest level (fill fraction 4 ** 4)
 K_START = -1         # the level before a band's first cell (0.25, the scale-derived fill's default)
 FILL_TARGET = 0.6    # encoder's share of the measured energy (noise of the right level still adds error)
 DELTA_DECAY = 0.3    # bf=1: P(d) ~ DELTA_DECAY ** |d| over every possible difference
 DELTA_TABLE = geometric_delta_table(K_MAX - LAYOUTS[1].k_min, DELTA_DECAY)
-RESIDUAL_SPAN = K_MAX - LAYOUTS[2].k_min   # bf=2 and 3 residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
+RESIDUAL_SPAN = K_MAX - MEL_K_MIN   # bf=2 and 3 residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
 
-# bf=2: residual counts -16 .. 16 per context (:func:`_contexts`), measured with this layout on
-# ten training files (none held out for evaluation) at 6, 12, 24, 48 and 64 kbps (first 10 s of
-# each, every trial encode of the rate search), plus one so that every residual stays codable.
+# bf=2 and 3: residual counts -16 .. 16 per context (:func:`_contexts`), each measured with its
+# layout on ten training files (none held out for evaluation) at 6, 12, 24, 48 and 64 kbps (first
+# 10 s of each, every trial encode of the rate search), plus one so that every residual stays codable.
 RESIDUAL_COUNTS = {2: (
     (1, 1, 1, 1, 2, 57, 26, 48, 67, 156, 228, 399, 830, 1721, 6440, 57352, 146841, 48175, 4722, 1094, 433, 190,
      91, 47, 21, 13, 11, 11, 2, 1, 1, 1, 1),
@@ -79,8 +83,7 @@ RESIDUAL_COUNTS = {2: (
      117, 65, 29, 16, 9, 4, 1, 1, 1, 1),
     (1, 1, 1, 1, 1, 1, 2, 6, 5, 3, 6, 24, 24, 44, 75, 209, 639, 117, 29, 4, 7, 12, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1,
      1),
-)}
-RESIDUAL_COUNTS[3] = (   # the same for bf=3 (20 ms tiles), measured with that layout
+), 3: (
     (1, 1, 10, 7, 5, 106, 70, 90, 109, 199, 313, 598, 1202, 2982, 12505, 88644, 210618, 80094, 10684, 2801, 1009,
      432, 188, 121, 47, 35, 10, 6, 6, 1, 1, 1, 1),
     (1, 1, 1, 1, 55, 33, 96, 110, 138, 219, 325, 543, 1037, 2578, 11342, 84184, 193841, 83905, 10568, 1867, 640,
@@ -89,7 +92,7 @@ RESIDUAL_COUNTS[3] = (   # the same for bf=3 (20 ms tiles), measured with that l
      661, 423, 227, 134, 85, 31, 20, 1, 1, 1, 1),
     (1, 1, 1, 2, 9, 16, 33, 83, 108, 139, 186, 260, 294, 351, 620, 1434, 43025, 805, 91, 35, 53, 25, 6, 5, 6, 3, 1,
      1, 1, 1, 1, 1, 1),
-)
+)}
 RESIDUAL_TABLES = {mode: stack_rows([np.append(np.array(c) / sum(c), 1e-9) for c in counts],
                                     [-RESIDUAL_SPAN] * len(counts)) for mode, counts in RESIDUAL_COUNTS.items()}
 
@@ -101,9 +104,6 @@ def layout_for(kbps_per_channel: float | None, quality: float | None) -> int:
     they left the rate search no quality that fit)."""
     low = quality < LOW_RATE_QUALITY if quality is not None else kbps_per_channel < LOW_RATE_KBPS
     return LOW_RATE if low else CURRENT
-
-
-WRITTEN = (LOW_RATE, CURRENT)   # the layouts an encoder may write (chunks hold whole tiles of each)
 
 
 def band_edges(bins: int, mode: int) -> list[int]:
@@ -162,8 +162,7 @@ def _contexts(previous: np.ndarray) -> np.ndarray:
     """bf=2 and 3: table row per band from the previous tile's levels: 3 where the level and its band
     below's are both the lowest (bands the input does not have), else min(|level - band below's|, 2)."""
     below = np.concatenate([[K_START], previous[:-1]])
-    k_min = LAYOUTS[2].k_min
-    return np.where((previous == k_min) & (below == k_min), 3, np.minimum(np.abs(previous - below), 2))
+    return np.where((previous == MEL_K_MIN) & (below == MEL_K_MIN), 3, np.minimum(np.abs(previous - below), 2))
 
 
 def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residual: bool
@@ -178,7 +177,7 @@ def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residu
         guess = min(max(left + below - below_left, min(left, below)), max(left, below))
         level = guess
         if coded[band]:
-            level = min(max(guess + int(values[band]), LAYOUTS[2].k_min), K_MAX) if residual else int(values[band])
+            level = min(max(guess + int(values[band]), MEL_K_MIN), K_MAX) if residual else int(values[band])
         levels[band], residuals[band] = level, level - guess
         below, below_left = level, left
     return levels, residuals

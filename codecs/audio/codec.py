@@ -12,8 +12,8 @@ chunk on both sides; the decoder restores the original rate, channel count and l
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
 (samples at the model rate), ``cf`` (frames per chunk), ``win`` (the MDCT window, an index
 into :data:`.mdct.WINDOWS`; streams without it used the sine window), ``bf`` (each chunk's
-``y`` payload ends with band fill levels in this layout of :mod:`.bandfill`: 2, or 1 in older
-streams; streams without it use the config's fixed fill), ``fb`` (1: then come the chunk's
+``y`` payload ends with band fill levels in this layout of :mod:`.bandfill`: 3, or 2 at low
+rates and in older streams, or 1; streams without it use the config's fixed fill), ``fb`` (1: then come the chunk's
 frame boost levels, :mod:`.frameboost`; streams without it have none), and per chunk ``q``
 (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y``
 sections).
