@@ -15,6 +15,10 @@ DEFAULT_CODEC = "mdct"
 WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
 ENCODE_OPTIONS: list[tuple[str, dict]] = [
     ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
+    ("--signal", {"choices": ["auto", "speech", "music"],
+                  "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer, from 16 kbps "
+                          "per channel), music keeps the linear one; auto (default): speech for inputs sampled "
+                          "at 16 kHz or less"}),
 ]
 DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".wav"
@@ -63,7 +67,7 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     with _progress(reader.samples / reader.rate, "encoding") as bar:
         c = audio.encode_blocks(reader, reader.rate, reader.channels, lambda: reader.samples_read,
                                 kbps=options.get("kbps"), quality=options.get("quality"),
-                                progress=lambda n: bar.update(n / audio.rate))
+                                progress=lambda n: bar.update(n / audio.rate), signal=options.get("signal") or "auto")
     data = c.to_bytes()
     write_bytes(dst, data, force)
     seconds = c.fields["n"] / reader.rate

@@ -14,7 +14,8 @@ Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``)
 into :data:`.mdct.WINDOWS`; streams without it used the sine window), ``bf`` (each chunk's
 ``y`` payload ends with band fill levels in this layout of :mod:`.bandfill`: 3, or 2 at low
 rates and in older streams, or 1; streams without it use the config's fixed fill), ``fb`` (1: then come the chunk's
-frame boost levels, :mod:`.frameboost`; streams without it have none), and per chunk ``q``
+frame boost levels, :mod:`.frameboost`; streams without it have none), ``pw`` (the power-law
+quantizer's exponent in thousandths, :mod:`.powerlaw`; streams without it are linear), and per chunk ``q``
 (quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y``
 sections).
 """
@@ -32,7 +33,7 @@ from ..entropy import EntropyCodingError
 from ..entropy import from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
 from ..errors import CorruptStreamError, InputError, UsageError
-from . import bandfill, frameboost
+from . import bandfill, frameboost, powerlaw
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
 from .mdct import WINDOW, WINDOWS, frame_count, imdct, mdct
 from .model import SCALE_MIN
@@ -69,6 +70,14 @@ def _secant(size, budget: float, q: float, top: float) -> float:
         if not lo < q < hi:
             q = (lo + hi) / 2
     return min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
+
+
+class StreamSettings(NamedTuple):
+    """What an encode fixes for every chunk of a stream."""
+
+    band_fill: int      # the band fill layout (:mod:`.bandfill`)
+    top_bin: int        # the MDCT bin of the input's Nyquist frequency
+    exponent: int       # the power-law quantizer's exponent in thousandths (:mod:`.powerlaw`)
 
 
 class DecodedAudio(NamedTuple):
@@ -157,10 +166,11 @@ class AudioCodec:
 
     # -- encoding ------------------------------------------------------------------------
     def encode(self, audio, sample_rate: int | None = None, kbps: float | None = None,
-               quality: float | None = None) -> bytes:
+               quality: float | None = None, signal: str = "auto") -> bytes:
         """Compress ``(channels, n)`` samples at ``sample_rate`` (or a ``(samples, sample_rate)`` pair
         such as :class:`DecodedAudio`) to container bytes, at a target bitrate ``kbps`` or a fixed
-        ``quality`` 1..levels (default: 24 kbps)."""
+        ``quality`` 1..levels (default: 24 kbps); ``signal`` "speech", "music" or "auto" (speech
+        up to 16 kHz sampling) picks the quantizer (:mod:`.powerlaw`)."""
         if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
             audio, sample_rate = audio
         if sample_rate is None:
@@ -168,7 +178,8 @@ class AudioCodec:
         x = as_audio_array(audio, sample_rate)
         resample = Resampler(len(x), sample_rate, self.rate)
         model_blocks = (resample(b) for b in [*_blocks(x), None])
-        return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality).to_bytes()
+        return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality,
+                                  signal=signal).to_bytes()
 
     def _target(self, kbps, quality) -> tuple[float | None, float | None]:
         if kbps is not None and quality is not None:
@@ -185,9 +196,10 @@ class AudioCodec:
 
     def encode_blocks(self, blocks: Iterable[np.ndarray], rate: int, channels: int, source_samples: Callable[[], int],
                       kbps: float | None = None, quality: float | None = None,
-                      progress: Callable[[int], None] | None = None) -> Container:
+                      progress: Callable[[int], None] | None = None, signal: str = "auto") -> Container:
         """Code a stream of model-rate ``(channels, n)`` blocks (``None`` entries are skipped);
-        ``source_samples()`` gives the input's length at ``rate`` once the stream has ended."""
+        ``source_samples()`` gives the input's length at ``rate`` once the stream has ended; the
+        other arguments as for :meth:`encode`."""
         kbps, q_fixed = self._target(kbps, quality)
         hop, frames = self.hop, self.chunk_frames
         t0 = time.perf_counter()
@@ -195,9 +207,10 @@ class AudioCodec:
         payload = {"z": [], "y": []}
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
         total, ideal_bits, q_prev = 0, 0.0, 4.5
-        top_bin = self._top_bin(rate)
-        band_fill = bandfill.layout_for(None if kbps is None else kbps / channels, q_fixed)
-        step = self._frame_step(band_fill)               # the tail chunk holds whole tiles of that layout
+        per_channel = None if kbps is None else kbps / channels
+        settings = StreamSettings(bandfill.layout_for(per_channel, q_fixed), self._top_bin(rate),
+                                  powerlaw.exponent_for(signal, rate, per_channel, q_fixed))
+        step = self._frame_step(settings.band_fill)      # the tail chunk holds whole tiles of that layout
         for block in blocks:
             if block is None or not block.shape[1]:
                 continue
@@ -205,7 +218,7 @@ class AudioCodec:
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
                 q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], frames * hop, kbps, q_fixed, q_prev,
-                                                band_fill, top_bin, chunks, payload)
+                                                settings, chunks, payload)
                 ideal_bits += bits
                 buf = buf[:, frames * hop:]
                 if progress:
@@ -217,7 +230,7 @@ class AudioCodec:
             size = min(frames, -(-remaining // step) * step)
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
-            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, band_fill, top_bin, chunks, payload)
+            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, settings, chunks, payload)
             ideal_bits += bits
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
@@ -225,7 +238,9 @@ class AudioCodec:
         n = source_samples()
         self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
         fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "win": WINDOWS.index(self.window),
-                  "bf": band_fill, "fb": 1, **chunks}
+                  "bf": settings.band_fill, "fb": 1, **chunks}
+        if settings.exponent != powerlaw.LINEAR:       # linear streams stay as older encoders wrote them
+            fields["pw"] = settings.exponent
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
@@ -238,9 +253,8 @@ class AudioCodec:
         """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
         return self.hop * min(rate, self.rate) // self.rate
 
-    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, band_fill: int, top_bin: int,
-                    chunks: dict,
-                    payload: dict) -> tuple[float, float]:
+    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, settings: StreamSettings,
+                    chunks: dict, payload: dict) -> tuple[float, float]:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
         at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
         with torch.no_grad():
@@ -248,31 +262,35 @@ class AudioCodec:
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, band_fill, top_bin)
+            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, settings)
         else:
             budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
-            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, band_fill, top_bin)
+            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, settings)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
         return q, bits
 
-    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, band_fill: int, top_bin: int
-                  ) -> tuple[dict, float]:
-        q = round(q * 1000) / 1000                     # the quality the stream records
+    def _quantizer_input(self, coefs: torch.Tensor, q: float, exponent: int) -> torch.Tensor:
+        """What the quantizer rounds: the coefficients times the gains of quality ``q`` (as the stream
+        records it, to 1/1000), companded (:mod:`.powerlaw`)."""
+        q = round(q * 1000) / 1000
         with torch.no_grad():
-            y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
-        sections, _, _, bits = self.latent.compress(y, boosts, band_fill, top_bin)
+            return powerlaw.compand(coefs * self.model.gains(torch.tensor([q], device=coefs.device)), exponent)
+
+    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, settings: StreamSettings
+                  ) -> tuple[dict, float]:
+        y = self._quantizer_input(coefs, q, settings.exponent)
+        sections, _, _, bits = self.latent.compress(y, boosts, settings.band_fill, settings.top_bin)
         return sections, bits
 
     @torch.no_grad()
-    def _estimate_bytes(self, coefs: torch.Tensor, q: float) -> float:
+    def _estimate_bytes(self, coefs: torch.Tensor, q: float, exponent: int) -> float:
         """Ideal size of a chunk from the float model (several times cheaper than the exact path)."""
         from ..image.models import gaussian_likelihood
 
-        q = round(q * 1000) / 1000
-        y = coefs * self.model.gains(torch.tensor([q], device=coefs.device))
+        y = self._quantizer_input(coefs, q, exponent)
         prior = self.latent.z_prior
         z_sym = prior.quantize(self.model.h_a(y).float())
         hyper = self.model.h_s(from_fixed(prior.dequantize_fixed(z_sym)).to(y.device))
@@ -281,20 +299,20 @@ class AudioCodec:
         bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
         return bits / 8
 
-    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, band_fill: int, top_bin: int):
+    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, settings: StreamSettings):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
         float model's estimate plus what the last exact encode (at most 3) added to it (the band fill
         and frame boost levels, which the estimate leaves out, and the coder's overhead)."""
         top, extra, best = float(self.config.levels - 1), 0.0, None
         for _ in range(3):
-            q = _secant(lambda v: max(self._estimate_bytes(coefs, v) + extra, 1.0), budget, q, top)
-            sections, bits = self._compress(coefs, q, boosts, band_fill, top_bin)
+            q = _secant(lambda v: max(self._estimate_bytes(coefs, v, settings.exponent) + extra, 1.0), budget, q, top)
+            sections, bits = self._compress(coefs, q, boosts, settings)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
                 best = (q, size, sections, bits)
             if abs(size - budget) <= RATE_TOLERANCE * budget or (q == top and size < budget) or (q == 0 and size > budget):
                 break
-            extra = size - self._estimate_bytes(coefs, q)
+            extra = size - self._estimate_bytes(coefs, q, settings.exponent)
         return best[0], (best[2], best[3])
 
     # -- decoding ------------------------------------------------------------------------
@@ -303,8 +321,8 @@ class AudioCodec:
         c.check_made_by("audio", self.name, self.digest)
 
     def stream_layout(self, c: Container) -> dict:
-        """The validated fields of a stream: rate, ch, n, m, window, top_bin (the input's Nyquist bin), bf, fb, and
-        per chunk (frames, q, z bytes, y bytes)."""
+        """The validated fields of a stream: rate, ch, n, m, window, top_bin (the input's Nyquist bin), bf, fb, pw,
+        and per chunk (frames, q, z bytes, y bytes)."""
         self.check_stream(c)
         rate, ch, n, m, cf = (c.require(k) for k in ("rate", "ch", "n", "m", "cf"))
         q, zl, yl = (c.require(k, list) for k in ("q", "zl", "yl"))
@@ -320,6 +338,9 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
         if boosted not in (0, 1):
             raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
+        exponent = c.require("pw") if "pw" in c.fields else powerlaw.LINEAR
+        if not powerlaw.MIN_EXPONENT <= exponent <= powerlaw.LINEAR:
+            raise CorruptStreamError("ncodec file declares an invalid power-law exponent")
         step = self._frame_step(band_fill)
         if cf < step or cf % step or cf > 1 << 16:
             raise CorruptStreamError("ncodec file declares an invalid chunk size")
@@ -334,7 +355,7 @@ class AudioCodec:
         last = total - (count - 1) * cf
         sizes = [cf] * (count - 1) + [-(-last // step) * step]
         return {"rate": rate, "ch": ch, "n": n, "m": m, "window": WINDOWS[window], "top_bin": self._top_bin(rate),
-                "bf": band_fill, "fb": bool(boosted), "chunks": list(zip(sizes, q, zl, yl))}
+                "bf": band_fill, "fb": bool(boosted), "pw": exponent, "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
@@ -368,7 +389,7 @@ class AudioCodec:
             log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
             y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
-            y_rec = y_rec / gain / frameboost.factors(boosts, self.device)
+            y_rec = powerlaw.expand(y_rec, layout["pw"]) / gain / frameboost.factors(boosts, self.device)
             return imdct(y_rec, self.hop, layout["window"]).cpu().numpy()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
