@@ -110,4 +110,5 @@ def describe(container: Container, nbytes: int) -> dict:
     seconds = layout["n"] / layout["rate"]
     return {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],
             "channels": layout["ch"], "chunks": len(layout["chunks"]),
-            "quality": [q / 1000 + 1 for q in container.require("q", list)][:8]}
+            "quality": [q / 1000 + 1 for q in container.require("q", list)][:8],
+            "quantizer": "linear" if layout["pw"] == 1000 else f"power {layout['pw'] / 1000:g} (speech)"}

@@ -40,6 +40,7 @@ from .model import SCALE_MIN
 
 CHUNK_SECONDS = 5.0
 RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
+RESERVOIR_SHARE = 0.25      # a chunk's budget moves by at most this share of it to repay earlier chunks' error
 HEADER_BYTES = 64           # container header estimate charged to the first chunk's budget
 CHUNK_FIELD_BYTES = 8       # per-chunk list entries (q, zl, yl)
 MAX_SEARCH = 8
@@ -78,6 +79,25 @@ class StreamSettings(NamedTuple):
     band_fill: int      # the band fill layout (:mod:`.bandfill`)
     top_bin: int        # the MDCT bin of the input's Nyquist frequency
     exponent: int       # the power-law quantizer's exponent in thousandths (:mod:`.powerlaw`)
+
+
+class RateReservoir:
+    """Byte budgets of the chunks of a stream coded at ``kbps``: each chunk's share of the target,
+    less what the chunks before it took beyond their shares (or plus what they left), by at most
+    :data:`RESERVOIR_SHARE` of the share, so that the stream's size converges on the target
+    instead of every chunk's search error adding up."""
+
+    def __init__(self, kbps: float, rate: int):
+        self.kbps, self.rate, self.planned = kbps, rate, 0.0
+
+    def budget(self, valid: int, chunks: dict) -> float:
+        """The next chunk's budget in bytes for ``valid`` samples at the model rate, given the
+        ``chunks`` table of the chunks coded so far (their ``zl`` and ``yl`` byte counts)."""
+        share = self.kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
+        overspent = sum(chunks["zl"]) + sum(chunks["yl"]) - self.planned
+        self.planned += share
+        limit = RESERVOIR_SHARE * max(share, 0.0)
+        return max(share - min(max(overspent, -limit), limit), 1.0)
 
 
 class DecodedAudio(NamedTuple):
@@ -208,6 +228,7 @@ class AudioCodec:
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
         total, ideal_bits, q_prev = 0, 0.0, 4.5
         per_channel = None if kbps is None else kbps / channels
+        reservoir = None if kbps is None else RateReservoir(kbps, self.rate)
         settings = StreamSettings(bandfill.layout_for(per_channel, q_fixed), self._top_bin(rate),
                                   powerlaw.exponent_for(signal, rate, per_channel, q_fixed))
         step = self._frame_step(settings.band_fill)      # the tail chunk holds whole tiles of that layout
@@ -217,8 +238,9 @@ class AudioCodec:
             buf = np.concatenate([buf, to_coded_channels(block)], axis=1)
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
-                q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], frames * hop, kbps, q_fixed, q_prev,
-                                                settings, chunks, payload)
+                budget = reservoir.budget(frames * hop, chunks) if reservoir else None
+                q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], budget, q_fixed, q_prev, settings, chunks,
+                                                payload)
                 ideal_bits += bits
                 buf = buf[:, frames * hop:]
                 if progress:
@@ -230,7 +252,8 @@ class AudioCodec:
             size = min(frames, -(-remaining // step) * step)
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
-            q_prev, bits = self._code_chunk(piece, valid, kbps, q_fixed, q_prev, settings, chunks, payload)
+            budget = reservoir.budget(valid, chunks) if reservoir else None
+            q_prev, bits = self._code_chunk(piece, budget, q_fixed, q_prev, settings, chunks, payload)
             ideal_bits += bits
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
@@ -253,10 +276,10 @@ class AudioCodec:
         """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
         return self.hop * min(rate, self.rate) // self.rate
 
-    def _code_chunk(self, x: np.ndarray, valid: int, kbps, q_fixed, q_guess: float, settings: StreamSettings,
+    def _code_chunk(self, x: np.ndarray, budget: float | None, q_fixed, q_guess: float, settings: StreamSettings,
                     chunks: dict, payload: dict) -> tuple[float, float]:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
-        at the quality whose size meets the chunk's share of ``kbps``; returns (quality, ideal bits)."""
+        at the quality whose size meets ``budget`` bytes; returns (quality, ideal bits)."""
         with torch.no_grad():
             coefs = mdct(torch.from_numpy(x).to(self.device), self.hop, self.window)
         boosts = frameboost.measure_levels(coefs)
@@ -264,8 +287,7 @@ class AudioCodec:
         if q_fixed is not None:
             q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, settings)
         else:
-            budget = kbps * 125 * valid / self.rate - CHUNK_FIELD_BYTES - (HEADER_BYTES if not chunks["q"] else 0)
-            q, (sections, bits) = self._search(coefs, max(budget, 1.0), q_guess, boosts, settings)
+            q, (sections, bits) = self._search(coefs, budget, q_guess, boosts, settings)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
