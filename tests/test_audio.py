@@ -271,14 +271,14 @@ def test_frame_boost_lowers_mel_distance_at_equal_rate(codec, speech, monkeypatc
 
 
 def test_power_law_exponent_follows_the_signal_and_rate_and_inverts():
-    """Speech (said, or "auto" at 16 kHz sampling or less): linear below 16 kbps per coded channel,
-    0.9 from there, 0.85 from 32 (or the matching fixed qualities); music: always linear; anything
-    else is a usage error.  Expanding undoes companding."""
+    """Speech (said, or "auto" at 16 kHz sampling or less): 0.9 below 32 kbps per coded channel, 0.85
+    from there (or the matching fixed qualities); music: always linear; anything else is a usage
+    error.  Expanding undoes companding."""
     from ncodec.audio import powerlaw
 
-    speech = [powerlaw.exponent_for("auto", 16000, k, None) for k in (3, 15.9, 16, 24, 31.9, 32, 64)]
-    assert speech == [1000, 1000, 900, 900, 900, 850, 850]
-    assert [powerlaw.exponent_for("speech", 16000, None, q) for q in (0, 5.9, 6, 7.9, 8, 11)] == [1000, 1000, 900, 900, 850, 850]
+    speech = [powerlaw.exponent_for("auto", 16000, k, None) for k in (1, 6, 24, 31.9, 32, 64)]
+    assert speech == [900, 900, 900, 900, 850, 850]
+    assert [powerlaw.exponent_for("speech", 16000, None, q) for q in (0, 7.9, 8, 11)] == [900, 900, 850, 850]
     assert powerlaw.exponent_for("speech", 48000, 64, None) == powerlaw.exponent_for("auto", 8000, 64, None) == 850
     assert powerlaw.exponent_for("music", 16000, 64, None) == powerlaw.exponent_for("auto", 22050, 64, None) == 1000
     with pytest.raises(UsageError):

@@ -16,8 +16,8 @@ WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
 ENCODE_OPTIONS: list[tuple[str, dict]] = [
     ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
     ("--signal", {"choices": ["auto", "speech", "music"],
-                  "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer, from 16 kbps "
-                          "per channel), music keeps the linear one; auto (default): speech for inputs sampled "
+                  "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer), "
+                          "music keeps the linear one; auto (default): speech for inputs sampled "
                           "at 16 kHz or less"}),
 ]
 DECODE_OPTIONS: list[tuple[str, dict]] = []
