@@ -50,6 +50,9 @@ def add_arguments(p) -> None:
                    help="run ViSQOL on the first N seconds only (0 = all; it is slow: ~3 s per second of music)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--weights", default=None, help="weights file for the ncodec codec (default: the shipped one)")
+    p.add_argument("--signal", choices=["auto", "speech", "music"], default="auto",
+                   help="what ncodec is told every input is (its encode --signal; auto: speech when sampled at "
+                        "16 kHz or less)")
     p.add_argument("--reference", nargs="+", default=[], metavar="JSON",
                    help="per-codec JSON files an earlier sweep of this folder wrote (e.g. "
                         "assets/audio/speech/speech/opus.json), added to the tables and plots without re-running "
@@ -71,24 +74,26 @@ def find_audio(folder: Path) -> dict[str, list[Path]]:
 class _NcodecRunner:
     """ncodec through the public API, with the same encode/decode shape as the classical codecs."""
 
-    def __init__(self, name: str, device: str | None, weights: str | None = None):
+    def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto"):
         import ncodec
 
         self.codec = ncodec.load_codec(name, device, **({"weights": weights} if weights else {}))
-        self.description = getattr(self.codec, "description", name)
+        self.signal = signal
+        self.description = getattr(self.codec, "description", name) + ("" if signal == "auto" else f"; signal {signal}")
 
     def encode(self, x, rate, kbps):
-        return self.codec.encode(x, rate, kbps=kbps)
+        return self.codec.encode(x, rate, kbps=kbps, signal=self.signal)
 
     def decode(self, data, rate, channels):
         return self.codec.decode(data).samples
 
 
-def load_runners(names: list[str], device: str | None, weights: str | None = None) -> dict:
+def load_runners(names: list[str], device: str | None, weights: str | None = None, signal: str = "auto") -> dict:
+    """Encoders by result name: ``ncodec:NAME`` (with ``weights`` and ``signal``) and the classical codecs."""
     runners = {}
     for n in names:
         if n.startswith("ncodec:"):
-            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device, weights)
+            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device, weights, signal)
         elif n in CLASSICAL:
             runners[n] = CLASSICAL[n]
         else:
@@ -263,16 +268,16 @@ def read_references(paths: list[Path], files: dict[str, list[Path]], kbps: list[
 def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[float], anchor: str = "opus",
                    visqol_kbps: set | None = None, seconds: float = 0.0, device: str | None = None,
                    visqol_seconds: float = 0.0, weights: str | None = None,
-                   reference_jsons: list[Path] = ()) -> dict:
+                   reference_jsons: list[Path] = (), signal: str = "auto") -> dict:
     """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate; ``weights``
     replaces the ncodec codec's shipped weights file; ``reference_jsons`` are earlier results
-    (:func:`read_references`) to include."""
+    (:func:`read_references`) to include; ``signal`` is what ncodec is told the inputs are."""
     from ..audio.io import read_audio
 
     files = find_audio(folder)
     if not files:
         raise ValueError(f"no audio files under {folder}")
-    runners = load_runners(codecs, device, weights)
+    runners = load_runners(codecs, device, weights, signal)
     references = read_references(reference_jsons, files, kbps, set(runners), seconds)
     lacking = [g for g in files if anchor not in runners and anchor not in references.get(g, {})]
     if lacking:
@@ -332,7 +337,7 @@ def run(a) -> int:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
         run_audio_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), kbps, a.anchor, vk, a.seconds,
-                       a.device, a.visqol_seconds, a.weights, a.reference)
+                       a.device, a.visqol_seconds, a.weights, a.reference, a.signal)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print((Path(a.out) / "bdrate.md").read_text())

@@ -73,6 +73,11 @@ def test_rd_sweep_writes_curves_tables_and_plots(tmp_path):
     assert again["speech"]["opus"] == curves["opus"] and "ncodec-mdct" in again["speech"]
     assert "| opus | si-sdr | +0.0 |" in (tmp_path / "again" / "bdrate.md").read_text()
     assert not (tmp_path / "again" / "speech" / "opus.json").exists()
+    # --signal music: ncodec codes the 16 kHz input with the linear quantizer, and the JSON says so
+    music = run_audio_eval(tmp_path / "in", ["ncodec:mdct"], tmp_path / "music", [16], anchor="ncodec-mdct",
+                           visqol_kbps=set(), signal="music")
+    assert music["speech"]["ncodec-mdct"]["si-sdr"] != curves["ncodec-mdct"]["si-sdr"][:1]
+    assert "signal music" in json.loads((tmp_path / "music" / "speech" / "ncodec-mdct.json").read_text())["description"]
     # with no codec to run, earlier results alone redraw the tables, each point against Opus at equal rate
     tables = run_audio_eval(tmp_path / "in", [], tmp_path / "tables", [16, 32], visqol_kbps=set(),
                             reference_jsons=[tmp_path / "out" / "speech" / "ncodec-mdct.json", opus_json])
