@@ -6,7 +6,9 @@ at the shipped 480-sample hop; always whole hyper-latent groups of 4 frames and 
 fill tiles).  A chunk is a run of *global* MDCT frames, so overlap-adding the decoded chunks
 is exactly the inverse MDCT of the whole signal: chunking adds no seam, it only restarts the
 entropy model's context at chunk edges.  Each chunk has its own quality, chosen by a secant
-search on the exact coded size when a bitrate is asked for.  Memory stays bounded by one
+search on the exact coded size when a bitrate is asked for, against the chunk's share of it
+corrected by what the chunks before it over- or underspent (:class:`RateReservoir`).  Speech is
+quantized through a power law (:mod:`.powerlaw`), music linearly.  Memory stays bounded by one
 chunk on both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
