@@ -8,6 +8,7 @@ from pathlib import Path
 from ..container import Container
 from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
+from .powerlaw import LINEAR
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
                   "8-48 kHz, 1-8 channels, --kbps or --quality 1-12"}
@@ -111,4 +112,4 @@ def describe(container: Container, nbytes: int) -> dict:
     return {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],
             "channels": layout["ch"], "chunks": len(layout["chunks"]),
             "quality": [q / 1000 + 1 for q in container.require("q", list)][:8],
-            "quantizer": "linear" if layout["pw"] == 1000 else f"power {layout['pw'] / 1000:g} (speech)"}
+            "quantizer": "linear" if layout["pw"] == LINEAR else f"power {layout['pw'] / 1000:g} (speech)"}

@@ -32,11 +32,11 @@ WINDOW = "vorbis"              # what encoders write and training uses
 @lru_cache(maxsize=8)
 def _basis(hop: int, window: str) -> torch.Tensor:
     """(2 hop, hop) windowed, orthonormal MDCT basis (float64)."""
+    if window not in WINDOWS:
+        raise ValueError(f"unknown MDCT window {window!r}")
     n = torch.arange(2 * hop, dtype=torch.float64)
     k = torch.arange(hop, dtype=torch.float64)
     sine = torch.sin(math.pi * (n + 0.5) / (2 * hop))
-    if window not in WINDOWS:
-        raise ValueError(f"unknown MDCT window {window!r}")
     window = sine if window == "sine" else torch.sin(math.pi / 2 * sine ** 2)
     cos = torch.cos(math.pi / hop * (n[:, None] + 0.5 + hop / 2) * (k[None, :] + 0.5))
     return window[:, None] * cos * math.sqrt(2.0 / hop)
