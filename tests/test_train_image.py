@@ -128,3 +128,35 @@ def test_checkerboard_graft_trains_only_the_named_modules(tmp_path):
     assert main([a for a in args if a != "--checkerboard"]) == 2   # resuming it as another model: a clear error
     assert main(args[:6] + ["--out", str(tmp_path / "bad"), "--train-only", "nothing"]) == 2
     assert main(args[:3] + ["hyperprior"] + args[4:6] + ["--out", str(tmp_path / "bad2"), "--checkerboard"]) == 2
+
+
+def test_hard_quantization_codes_what_the_coder_codes_and_freezes_the_analysis_side(tmp_path):
+    """--hard-quantization trains on the rounded latents the coder sees (in training mode the model
+    then gives eval mode's likelihoods and reconstruction, with gradients reaching the entropy
+    parameters) and leaves the analysis side (g_a, h_a, log_gain) as it was."""
+    from ncodec.api import assets_dir
+    from ncodec.image.models import hard_quantizer
+    from ncodec.image.weights import export_model, load_weights
+
+    model = load_weights(assets_dir() / "image-hyperprior.safetensors").model
+    x = torch.from_numpy(natural_image(64, 64)).permute(2, 0, 1)[None].float() / 255
+    quality = torch.tensor([2.0])
+    with torch.no_grad():
+        rounded = model.eval()(x, quality)
+    hard = model.train()(x, quality, hard_quantizer)
+    torch.testing.assert_close(hard["x_hat"], rounded["x_hat"])
+    for lik_hard, lik_rounded in zip(hard["likelihoods"], rounded["likelihoods"]):
+        torch.testing.assert_close(lik_hard, lik_rounded)
+    hard["likelihoods"][0].log().sum().backward()
+    assert model.h_s[-1].weight.grad.abs().max() > 0
+
+    data = make_data(tmp_path / "data")
+    source = tmp_path / "init.safetensors"
+    export_model(model, source)
+    assert main(train_args(data, tmp_path / "run", 2) + ["--init", str(source), "--hard-quantization"]) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    before = model.state_dict()
+    for key in ("g_a.0.weight", "h_a.0.weight", "log_gain"):
+        assert torch.equal(state[key], before[key]), key
+    for key in ("g_s.0.weight", "h_s.4.weight", "log_inv_gain"):
+        assert not torch.equal(state[key], before[key]), key

@@ -221,6 +221,13 @@ def noise_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return n, n
 
 
+def hard_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Straight-through rounding for both: the values the coder sees, with gradients for the means
+    and scales that predict them (the "hard" fine-tuning phase of Guo et al. 2021, soft-then-hard)."""
+    r = ste_round(v)
+    return r, r
+
+
 # Buffers that are constructor constants, never read from a weights file: the shipped files carry
 # the hyper-prior's 1e-9 likelihood bound as 0, which let soft-rounded latents reach zero
 # likelihood (an infinite rate, NaN in encoder-side refinement).
@@ -300,10 +307,11 @@ class ImageModel(nn.Module):
     def aux_loss(self) -> torch.Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
-        """Reconstruction and likelihoods of a batch at per-sample qualities (0-based)."""
+    def forward(self, x: torch.Tensor, quality: torch.Tensor, quantizer: Quantizer | None = None) -> dict:
+        """Reconstruction and likelihoods of a batch at per-sample qualities (0-based); ``quantizer``
+        replaces the default one for the latent and the hyper-latent alike."""
         gain, inv_gain = self.gains(quality)
-        return self.latent_forward(self.g_a(x).float() * gain, inv_gain, quality)
+        return self.latent_forward(self.g_a(x).float() * gain, inv_gain, quality, quantizer)
 
     def latent_forward(self, y: torch.Tensor, inv_gain: torch.Tensor, quality: torch.Tensor,
                        quantizer: Quantizer | None = None) -> dict:

@@ -5,9 +5,10 @@ one model cover every rate), loss = lambda(q) * 255^2 * MSE + bpp.  CUDA runs us
 autocast by default, CPU runs float32: on CPUs without AMX/AVX512-BF16 (this project's
 build machine exposed only AVX2) bf16 is emulated and about 10x slower; ``amp=True``
 turns it on where the hardware has it.  Entropy-parameter paths and likelihoods always
-run in float32.  Checkpoints are written atomically every few
-minutes and on Ctrl-C or SIGTERM, and a run restarted with the same ``--out`` resumes where it
-stopped.
+run in float32.  ``--hard-quantization`` is a final phase that rounds the latents as the
+coder does (straight-through gradients) with the analysis side frozen.  Checkpoints are
+written atomically every few minutes and on Ctrl-C or SIGTERM, and a run restarted with the
+same ``--out`` resumes where it stopped.
 
 Launched by ``torchrun`` (``torchrun --nproc_per_node N --no-python ncodec train image ...``) it
 trains with torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process draws its
@@ -32,9 +33,10 @@ from tqdm import tqdm
 
 from ..checkpoints import save_atomic, sigterm_as_interrupt
 from ..errors import UsageError
-from .models import PRESETS, ImageModelConfig, build_model
+from .models import PRESETS, ImageModelConfig, build_model, hard_quantizer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+ANALYSIS_SIDE = ("g_a", "h_a", "log_gain")   # what only the encoder runs: frozen by --hard-quantization
 
 
 @dataclass
@@ -62,6 +64,7 @@ class TrainOptions:
     compile: bool = False         # run the forward pass through torch.compile (fixed crop and batch: one graph)
     checkerboard: bool = False    # slice model: add the checkerboard spatial context
     train_only: tuple[str, ...] = ()  # train only parameters under these module names; freeze the rest
+    hard_quantization: bool = False   # round for rate and synthesis alike, analysis side frozen (final phase)
 
 
 class CropSampler:
@@ -236,12 +239,15 @@ def train(opts: TrainOptions) -> Path:
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]   # the densities' bookkeeping
     named = {n: p for n, p in model.named_parameters() if not n.endswith(".quantiles")}
-    if opts.train_only:   # freeze the rest: no gradient flows through it
+    if opts.train_only or opts.hard_quantization:   # freeze the rest: no gradient flows through it
         for n, p in named.items():
-            p.requires_grad_(n.split(".")[0] in opts.train_only)
+            module = n.split(".")[0]
+            p.requires_grad_((not opts.train_only or module in opts.train_only)
+                             and not (opts.hard_quantization and module in ANALYSIS_SIDE))
         named = {n: p for n, p in named.items() if p.requires_grad}
         if not named:
-            raise UsageError(f"--train-only {','.join(opts.train_only)} names no module of the {config.arch} model")
+            raise UsageError(f"--train-only {','.join(opts.train_only)} names no trainable module of the "
+                             f"{config.arch} model")
     prior_params = [p for n, p in named.items() if "prior" in n]
     other_params = [p for n, p in named.items() if "prior" not in n]
     main_params = other_params + prior_params
@@ -319,7 +325,7 @@ def train(opts: TrainOptions) -> Path:
                 else:
                     quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                    out = net(x, quality)
+                    out = net(x, quality, hard_quantizer if opts.hard_quantization else None)
                 loss, bpp, psnr = rd_loss(model, out, x, quality)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -395,6 +401,10 @@ def add_arguments(p) -> None:
     p.add_argument("--train-only", default="", metavar="MODULES",
                    help="train only these top-level modules (comma-separated, e.g. spatial,fuse for a context "
                         "grafted onto a trained model); the rest stays frozen and no gradient flows through it")
+    p.add_argument("--hard-quantization", action="store_true",
+                   help="final fine-tuning phase: round the latents for the rate and the synthesis alike "
+                        "(straight-through gradients), as the coder does, with the analysis side (g_a, h_a, "
+                        "gains) frozen; the default trains the rate on additive noise")
 
 
 def run(a) -> int:
@@ -406,5 +416,6 @@ def run(a) -> int:
                        prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp,
                        quality_range=tuple(a.quality_range) if a.quality_range else None, compile=a.compile,
                        checkerboard=a.checkerboard,
-                       train_only=tuple(m for m in a.train_only.split(",") if m)))
+                       train_only=tuple(m for m in a.train_only.split(",") if m),
+                       hard_quantization=a.hard_quantization))
     return 0
