@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..audio.powerlaw import SIGNALS, SPEECH_MAX_RATE
 from . import audio_metrics as am
 from .bdrate import bd_psnr, bd_rate, quality_at_rate
 from .classical_audio import CODECS as CLASSICAL, align
@@ -50,9 +51,9 @@ def add_arguments(p) -> None:
                    help="run ViSQOL on the first N seconds only (0 = all; it is slow: ~3 s per second of music)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--weights", default=None, help="weights file for the ncodec codec (default: the shipped one)")
-    p.add_argument("--signal", choices=["auto", "speech", "music"], default="auto",
+    p.add_argument("--signal", choices=SIGNALS, default="auto",
                    help="what ncodec is told every input is (its encode --signal; auto: speech when sampled at "
-                        "16 kHz or less)")
+                        f"{SPEECH_MAX_RATE // 1000} kHz or less)")
     p.add_argument("--reference", nargs="+", default=[], metavar="JSON",
                    help="per-codec JSON files an earlier sweep of this folder wrote (e.g. "
                         "assets/audio/speech/speech/opus.json), added to the tables and plots without re-running "

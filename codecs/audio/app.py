@@ -8,7 +8,7 @@ from pathlib import Path
 from ..container import Container
 from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
-from .powerlaw import LINEAR
+from .powerlaw import LINEAR, SIGNALS, SPEECH_MAX_RATE
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
                   "8-48 kHz, 1-8 channels, --kbps or --quality 1-12"}
@@ -16,10 +16,10 @@ DEFAULT_CODEC = "mdct"
 WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
 ENCODE_OPTIONS: list[tuple[str, dict]] = [
     ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
-    ("--signal", {"choices": ["auto", "speech", "music"],
+    ("--signal", {"choices": SIGNALS,
                   "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer), "
                           "music keeps the linear one; auto (default): speech for inputs sampled "
-                          "at 16 kHz or less"}),
+                          f"at {SPEECH_MAX_RATE // 1000} kHz or less"}),
 ]
 DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".wav"

@@ -34,7 +34,7 @@ from ..errors import UsageError
 
 SIGNALS = ("auto", "speech", "music")
 SPEECH_MAX_RATE = 16000      # "auto": inputs sampled at this rate or less are speech
-LINEAR = 1000                # thousandths: music, low rates, and streams without the field
+LINEAR = 1000                # thousandths: music, and streams without the field
 # speech: (the lowest bitrate per coded channel, exponent in thousandths), highest rate first
 EXPONENTS = ((32.0, 850), (0.0, 900))
 QUALITY_EXPONENTS = ((8.0, 850), (0.0, 900))   # the same for a fixed 0-based quality (about 32 kbps on speech)

@@ -285,6 +285,7 @@ def train(opts: TrainOptions) -> Path:
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
         raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
+    quantizer = hard_quantizer if opts.hard_quantization else None   # None: the model's training quantizers
     started = time.monotonic()
     last_ckpt = started
 
@@ -325,7 +326,7 @@ def train(opts: TrainOptions) -> Path:
                 else:
                     quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                    out = net(x, quality, hard_quantizer if opts.hard_quantization else None)
+                    out = net(x, quality, quantizer)
                 loss, bpp, psnr = rd_loss(model, out, x, quality)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
