@@ -1,45 +1,21 @@
 """Public Python API: find, load and run codecs of every modality on arrays and files.
 
-Each modality (``image``, ``video``, ``audio``) plugs in through its ``ncodec.<modality>.app``
-module, which names its codecs, says which inputs it accepts and does the file work; this
-module only dispatches: by codec name, by input file, or by the modality recorded in a stream.
+Each modality (``image``, ``video``, ``audio``) plugs in through the app module that
+:mod:`ncodec.registry` names for it, which lists its codecs, says which inputs it accepts and
+does the file work; this module only dispatches: by codec name, by input file, or by the
+modality recorded in a stream.
 """
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
 
 from .container import Container
 from .errors import InputError, ModelMismatchError, UsageError
 from .fileio import read_bytes
+from .registry import MODALITIES, app as modality_app, apps, option_dest
+from .registry import assets_dir  # noqa: F401  (part of this API)
 
-MODALITIES = ("image", "video", "audio")
-DEFAULT_IMAGE_CODEC = "slice"          # the best shipped model on Kodak (README, "Kodak RD")
-
-
-def assets_dir() -> Path:
-    """Folder holding the shipped weights (``NCODEC_ASSETS`` overrides it)."""
-    env = os.environ.get("NCODEC_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets"
-
-
-def modality_app(modality: str):
-    """The ``ncodec.<modality>.app`` module (None while a modality is not built)."""
-    if modality not in MODALITIES:
-        raise UsageError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-    name = f"ncodec.{modality}.app"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-
-
-def apps() -> dict:
-    """Every available modality's app module, by modality."""
-    return {m: a for m in MODALITIES if (a := modality_app(m)) is not None}
+DEFAULT_IMAGE_CODEC = modality_app("image").DEFAULT_CODEC
 
 
 def list_codecs(modality: str | None = None) -> list[str]:
@@ -88,24 +64,19 @@ def encode(data, codec: str = DEFAULT_IMAGE_CODEC, quality: float | None = None,
 
 
 def _container_app(c: Container):
-    app = modality_app(c.codec) if c.codec in MODALITIES else None
-    if app is None:
+    if c.codec not in MODALITIES:
         raise ModelMismatchError(f"streams of kind {c.codec!r} are not supported by this ncodec")
-    return app
+    return modality_app(c.codec)
 
 
-def option_dest(flag: str, kwargs: dict) -> str:
-    """The keyword name of a modality option declared as ``(flag, argparse kwargs)``."""
-    return kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
-
-
-def _checked_options(app, table: str, options: dict) -> dict:
-    """``options`` if the app's modality takes them all (its ``table``: ENCODE_OPTIONS, which also
-    take ``quality``, or DECODE_OPTIONS), else a UsageError naming the others."""
-    known = {option_dest(*o) for o in getattr(app, table)} | ({"quality"} if table == "ENCODE_OPTIONS" else set())
+def _checked_options(app, command: str, options: dict) -> dict:
+    """``options`` if the app's modality takes them all when it does ``command`` ("encode", which
+    also takes ``quality``, or "decode"), else a UsageError naming the others."""
+    declared = app.encode_options() if command == "encode" else app.decode_options()
+    known = {option_dest(*o) for o in declared} | ({"quality"} if command == "encode" else set())
     unknown = sorted(set(options) - known)
     if unknown:
-        action = "encoding" if table == "ENCODE_OPTIONS" else "decoding"
+        action = "encoding" if command == "encode" else "decoding"
         raise UsageError(f"{app.__name__.split('.')[-2]} {action} does not take "
                          f"{', '.join('--' + u.replace('_', '-') for u in unknown)}")
     return options
@@ -116,7 +87,7 @@ def decode(data: bytes, device: str | None = None, **options):
     modality's decode settings (images: ``precision``)."""
     c = Container.from_bytes(data)
     app = _container_app(c)
-    return app.decode(c, _device(device), **_checked_options(app, "DECODE_OPTIONS", options))
+    return app.decode(c, _device(device), **_checked_options(app, "decode", options))
 
 
 def app_for_input(src: Path, codec: str | None = None):
@@ -144,7 +115,7 @@ def encode_file(src: str | Path, dst: str | Path, codec: str | None = None, qual
         raise InputError(f"{src}: not an input that codec {codec!r} encodes")
     if quality is not None:
         options["quality"] = quality
-    return app.encode_file(src, dst, codec, _device(device), force, _checked_options(app, "ENCODE_OPTIONS", options))
+    return app.encode_file(src, dst, codec, _device(device), force, _checked_options(app, "encode", options))
 
 
 def decode_file(src: str | Path, dst: str | Path | None = None, device: str | None = None, force: bool = False,
@@ -156,7 +127,7 @@ def decode_file(src: str | Path, dst: str | Path | None = None, device: str | No
     src = Path(src)
     c = Container.from_bytes(read_bytes(src))
     app = _container_app(c)
-    options = _checked_options(app, "DECODE_OPTIONS", options)
+    options = _checked_options(app, "decode", options)
     dst = Path(dst) if dst is not None else Path(folder) / (src.stem + app.DECODED_SUFFIX)
     return dst, app.decode_file(c, dst, _device(device), force, **options)
 

@@ -5,14 +5,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
-from .errors import NcodecError, UsageError
+from .errors import InputError, NcodecError, OutputError, UsageError, check_input
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
+
+
+class _Commands(argparse._SubParsersAction):
+    """Subcommands whose arguments a function adds: at once, or with ``defer`` only to the one
+    chosen, so that a command imports the modules it runs and no others."""
+
+    def __init__(self, *args, defer: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._defer, self._pending = defer, {}
+
+    def add_command(self, name: str, fill, help: str) -> None:
+        """Subcommand ``name``; ``fill(parser)`` adds its arguments and sets its ``func``."""
+        parser = self.add_parser(name, help=help)
+        if self._defer:
+            self._pending[name] = fill
+        else:
+            fill(parser)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        fill = self._pending.pop(values[0], None)
+        if fill is not None:
+            fill(self.choices[values[0]])
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _add_common(p):
@@ -24,11 +48,13 @@ def _add_common(p):
 
 
 def _quiet_warnings() -> None:
-    """Library warnings that mean nothing to a command-line user."""
+    """Library warnings that mean nothing to a command-line user are dropped, the others shown
+    as one line."""
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*TF32.*")
+    warnings.formatwarning = lambda message, *_, **__: f"ncodec: warning: {message}\n"
 
 
 def _init_worker(threads: int) -> None:
@@ -91,8 +117,8 @@ def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
 
 
 def _modality_options(a) -> dict:
-    """The modality options the user actually gave (flags declared in the apps' ENCODE_OPTIONS or
-    DECODE_OPTIONS)."""
+    """The modality options the user actually gave (flags the apps declare in ``encode_options``
+    or ``decode_options``)."""
     return {dest: getattr(a, dest) for dest in a.option_dests if getattr(a, dest) is not None}
 
 
@@ -115,9 +141,7 @@ def _decode_task(i: Path, o: Path, options: dict, into_folder: bool = False) -> 
 
 
 def cmd_encode(a) -> int:
-    from functools import partial
-
-    from . import api
+    from . import api, registry
 
     src, dst = Path(a.input), Path(a.output)
     options = dict(codec=a.model, quality=a.quality, device=a.device, force=a.force, **_modality_options(a))
@@ -125,14 +149,12 @@ def cmd_encode(a) -> int:
     if single:
         print(_encode_task(src, dst, options))
         return 0
-    apps = [api.app_for_input(src, a.model)] if a.model else list(api.apps().values())
+    apps = [api.app_for_input(src, a.model)] if a.model else list(registry.apps().values())
     task = partial(_encode_task, options=options, into_folder=True)
     return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs)
 
 
 def cmd_decode(a) -> int:
-    from functools import partial
-
     src, dst = Path(a.input), Path(a.output)
     options = dict(device=a.device, force=a.force, **_modality_options(a))
     if src.is_dir():   # each stream read once; its modality picks the output suffix
@@ -163,6 +185,13 @@ def cmd_info(a) -> int:
     return 0
 
 
+def cmd_models(a) -> int:
+    from . import api
+
+    print("\n".join(f"{n:<12} {mod:<6} {d}" for n, mod, d in api.codec_descriptions()))
+    return 0
+
+
 def cmd_demo(a) -> int:
     """Encode and decode scikit-image's bundled photographs with the default model."""
     from skimage import data as skdata
@@ -190,39 +219,114 @@ def cmd_demo(a) -> int:
     return 0
 
 
-# Per-modality subcommands: `ncodec train MODALITY` and `ncodec eval MODALITY` are provided by
-# modules with add_arguments(parser) and run(args) -> exit code.
-TRAIN_MODULES = {"image": "ncodec.image.train", "audio": "ncodec.audio.train"}
-EVAL_MODULES = {"image": "ncodec.eval.rd_image", "video": "ncodec.eval.rd_video", "audio": "ncodec.eval.rd_audio"}
+# ncodec bench: the options that belong to one modality only (dest -> modality)
+BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compile": "image", "compressai": "image",
+                 "classical": "image", "size": "video", "epochs": "video", "max_frames": "video", "kbps": "audio",
+                 "seconds": "audio"}
 
 
-def _add_modality_commands(sub, command: str, help_text: str, modules: dict) -> None:
-    import importlib
+def _bench_options(a) -> dict:
+    """The modality options the user gave to ``ncodec bench``; refuses another modality's options
+    and negative counts."""
+    given = {k: getattr(a, k) for k in BENCH_OPTIONS if getattr(a, k) is not None and getattr(a, k) is not False}
+    wrong = [k for k in given if BENCH_OPTIONS[k] != a.modality]
+    if wrong:
+        flag = "--" + wrong[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --modality {BENCH_OPTIONS[wrong[0]]}, not {a.modality}")
+    negative = [k for k in ("limit", "epochs", "max_frames", "seconds") if k in given and given[k] < 0]
+    if negative:
+        raise UsageError(f"--{negative[0].replace('_', '-')} must not be negative")
+    return given
 
-    p = sub.add_parser(command, help=help_text)
-    per = p.add_subparsers(dest="modality", required=True, parser_class=_Parser)
-    for modality, module_name in modules.items():
+
+def _bench_input(src: Path, modality: str) -> Path:
+    """``src`` if it holds what ``ncodec bench --modality MODALITY`` measures, else an InputError."""
+    check_input(src, folder=modality == "image" or src.is_dir())
+    if modality == "image":
+        from .eval.rd_image import find_images
+
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue   # that modality does not have this command yet
-            raise
-        sp = per.add_parser(modality, help=f"{command} {modality}")
-        module.add_arguments(sp)
-        sp.set_defaults(func=module.run)
+            find_images(src)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    elif modality == "audio" and src.is_dir():
+        from .eval.rd_audio import find_audio
+
+        if not find_audio(src):
+            raise InputError(f"no audio files under {src}")
+    return src
 
 
-def _add_modality_options(parser, table: str) -> list[str]:
-    """Add every modality's flags from its app's ``table`` (ENCODE_OPTIONS or DECODE_OPTIONS), one
-    group per modality; returns their destinations (unset flags stay None)."""
-    from . import api
+def cmd_bench(a) -> int:
+    from .fileio import check_output, write_text
+
+    options = _bench_options(a)
+    if a.models is not None:
+        models = [m for m in a.models.split(",") if m]
+        if not models:
+            raise UsageError("--models names no model")
+        options["models" if a.modality == "image" else "codecs"] = models
+    if a.json:
+        check_output(Path(a.json), force=True)
+    src = _bench_input(Path(a.input), a.modality)
+    from .eval import bench
+
+    if "classical" in options:
+        from .eval.classical import CLASSICAL_CODECS
+
+        options["classical"] = [c for c in options["classical"].split(",") if c and c != "none"]
+        unknown = [c for c in options["classical"] if c not in CLASSICAL_CODECS]
+        if unknown:
+            raise UsageError(f"unknown classical codec {unknown[0]!r}; known: {', '.join(CLASSICAL_CODECS)}")
+    run, fmt = {"image": (partial(bench.bench_image, device=a.device or "cpu"), bench.format_report),
+                "video": (partial(bench.bench_video, device=a.device), bench.format_video_report),
+                "audio": (partial(bench.bench_audio, device=a.device), bench.format_audio_report)}[a.modality]
+    try:
+        report = run(src, **options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if a.json:
+        write_text(Path(a.json), json.dumps(report, indent=2), force=True)
+    print(fmt(report))
+    return 0
+
+
+def cmd_plot(a) -> int:
+    output = Path(a.output)
+    if output.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"-o/--output must name a .png or .svg file, not {output.name!r}")
+    paths = [check_input(j) for j in a.json]
+    from .eval.plot import plot_rd
+    from .eval.rd_image import read_curves
+
+    for path in paths:
+        try:
+            read_curves(path)
+        except ValueError as exc:       # not JSON, or not RD curves
+            raise InputError(str(exc)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        plot_rd(paths, output, metric=a.metric, title=a.title)
+    except ValueError as exc:       # no curve has the metric asked for
+        raise UsageError(f"{exc} (--metric)") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(f"wrote {output}")
+    return 0
+
+
+def _add_modality_options(parser, command: str) -> list[str]:
+    """Add every modality's flags for ``command`` ("encode" or "decode", from its app's
+    ``encode_options``/``decode_options``), one group per modality; returns their destinations
+    (unset flags stay None)."""
+    from . import registry
 
     dests = set()
-    for modality, app in api.apps().items():
+    for modality, app in registry.apps().items():
         group = parser.add_argument_group(f"{modality} options")
-        for flag, kwargs in getattr(app, table):
-            dest = api.option_dest(flag, kwargs)
+        for flag, kwargs in app.encode_options() if command == "encode" else app.decode_options():
+            dest = registry.option_dest(flag, kwargs)
             if dest in dests:
                 continue   # declared by another modality already (same meaning)
             dests.add(dest)
@@ -230,47 +334,67 @@ def _add_modality_options(parser, table: str) -> list[str]:
     return sorted(dests)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import api
-
-    p = _Parser(prog="ncodec", description="Neural compression: learned codecs with real bitstreams.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    e = sub.add_parser("encode", help="compress a file (or every file in a folder)")
+def _encode_arguments(e) -> None:
     e.add_argument("input", help="an image, video or audio file; a folder of video frames; a folder to batch")
     e.add_argument("output")
     e.add_argument("--quality", "-q", type=float, default=None, help="quality, higher is better (images 1-6, audio 1-12)")
     e.add_argument("--model", "--codec", dest="model", default=None, help="codec/model name (see `ncodec models`)")
-    e.set_defaults(func=cmd_encode, option_dests=_add_modality_options(e, "ENCODE_OPTIONS"))
+    e.set_defaults(func=cmd_encode, option_dests=_add_modality_options(e, "encode"))
     _add_common(e)
 
-    d = sub.add_parser("decode", help="decompress an .ncz file (or every .ncz in a folder)")
+
+def _decode_arguments(d) -> None:
     d.add_argument("input")
     d.add_argument("output")
     _add_common(d)
-    d.set_defaults(func=cmd_decode, option_dests=_add_modality_options(d, "DECODE_OPTIONS"))
+    d.set_defaults(func=cmd_decode, option_dests=_add_modality_options(d, "decode"))
 
-    i = sub.add_parser("info", help="show what an .ncz file holds")
+
+def _info_arguments(i) -> None:
     i.add_argument("input")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
 
-    m = sub.add_parser("models", help="list the shipped codecs")
-    m.set_defaults(func=lambda a: print("\n".join(f"{n:<12} {mod:<6} {d}" for n, mod, d in api.codec_descriptions()))
-                   or 0)
 
-    demo = sub.add_parser("demo", help="encode/decode bundled sample photos and print bpp and PSNR")
+def _demo_arguments(demo) -> None:
+    from . import api
+
     demo.add_argument("--model", default=api.DEFAULT_IMAGE_CODEC)
     demo.add_argument("--qualities", type=float, nargs="+", default=[1, 3, 6])
     demo.add_argument("--device", choices=["cpu", "cuda"], default=None)
     demo.add_argument("images", nargs="*", help="extra image files to include")
     demo.set_defaults(func=cmd_demo)
 
-    _add_modality_commands(sub, "train", "train a model (resumable)", TRAIN_MODULES)
-    _add_modality_commands(sub, "eval", "rate-distortion sweep over a folder", EVAL_MODULES)
 
-    b = sub.add_parser("bench", help="codec speed against classical codecs: image (transform vs entropy time, coder "
-                       "overhead), video (fit s/epoch, decode fps), audio (x real time)")
+def _train(run, a) -> int:
+    """Run a training command once its data folder (``--data``) is known to exist."""
+    check_input(a.data, folder=True)
+    return run(a)
+
+
+def _module_arguments(command: str, module_name: str, p) -> None:
+    """Arguments and ``func`` of ``ncodec COMMAND MODALITY`` from a module with
+    ``add_arguments(parser)`` and ``run(args)``."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    module.add_arguments(p)
+    p.set_defaults(func=partial(_train, module.run) if command == "train" else module.run)
+
+
+def _modality_commands(command: str, defer: bool, p) -> None:
+    """``ncodec COMMAND MODALITY`` for every modality whose app names a module for ``command``
+    ("train" or "eval") in its ``COMMANDS``."""
+    from . import registry
+
+    per = p.add_subparsers(dest="modality", required=True, parser_class=_Parser, action=_Commands, defer=defer)
+    for modality, app in registry.apps().items():
+        if command in app.COMMANDS:
+            per.add_command(modality, partial(_module_arguments, command, app.COMMANDS[command]),
+                            help=f"{command} {modality}")
+
+
+def _bench_arguments(b) -> None:
     b.add_argument("input", help="image: a folder; video: a clip or a folder of frames; audio: a file or a folder")
     b.add_argument("--modality", choices=["image", "video", "audio"], default="image")
     b.add_argument("--models", "--codecs", dest="models", default=None,
@@ -296,69 +420,34 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--kbps", type=float, default=None, help="target bitrate (default 24)")
     aud.add_argument("--seconds", type=float, default=None, help="first N seconds of each file (default 20, 0 = all)")
     b.set_defaults(func=cmd_bench)
-    pl = sub.add_parser("plot", help="draw RD curves from CompressAI-layout JSON files")
+
+
+def _plot_arguments(pl) -> None:
     pl.add_argument("json", nargs="+")
     pl.add_argument("-o", "--output", required=True, help="PNG or SVG")
     pl.add_argument("--metric", default="psnr-rgb")
     pl.add_argument("--title", default=None)
     pl.set_defaults(func=cmd_plot)
+
+
+def build_parser(defer: bool = False) -> argparse.ArgumentParser:
+    """The ``ncodec`` parser.  With ``defer`` (as :func:`main` builds it) a subcommand gets its
+    arguments only once it is chosen, so a command imports what it runs and no more; without,
+    every subcommand is complete (for documentation and introspection)."""
+    p = _Parser(prog="ncodec", description="Neural compression: learned codecs with real bitstreams.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, action=_Commands, defer=defer)
+    sub.add_command("encode", _encode_arguments, help="compress a file (or every file in a folder)")
+    sub.add_command("decode", _decode_arguments, help="decompress an .ncz file (or every .ncz in a folder)")
+    sub.add_command("info", _info_arguments, help="show what an .ncz file holds")
+    sub.add_command("models", lambda m: m.set_defaults(func=cmd_models), help="list the shipped codecs")
+    sub.add_command("demo", _demo_arguments, help="encode/decode bundled sample photos and print bpp and PSNR")
+    sub.add_command("train", partial(_modality_commands, "train", defer), help="train a model (resumable)")
+    sub.add_command("eval", partial(_modality_commands, "eval", defer), help="rate-distortion sweep over a folder")
+    sub.add_command("bench", _bench_arguments,
+                    help="codec speed against classical codecs: image (transform vs entropy time, coder overhead), "
+                         "video (fit s/epoch, decode fps), audio (x real time)")
+    sub.add_command("plot", _plot_arguments, help="draw RD curves from CompressAI-layout JSON files")
     return p
-
-
-# ncodec bench: the options that belong to one modality only (dest -> modality)
-BENCH_OPTIONS = {"quality": "image", "limit": "image", "precision": "image", "compile": "image", "compressai": "image", "classical": "image",
-                 "size": "video", "epochs": "video", "max_frames": "video", "kbps": "audio", "seconds": "audio"}
-
-
-def _bench_options(a) -> dict:
-    """The modality options the user gave to ``ncodec bench``; refuses another modality's options."""
-    given = {k: getattr(a, k) for k in BENCH_OPTIONS if getattr(a, k) is not None and getattr(a, k) is not False}
-    wrong = [k for k in given if BENCH_OPTIONS[k] != a.modality]
-    if wrong:
-        flag = "--" + wrong[0].replace("_", "-")
-        raise UsageError(f"{flag} applies to --modality {BENCH_OPTIONS[wrong[0]]}, not {a.modality}")
-    return given
-
-
-def cmd_bench(a) -> int:
-    from .eval import bench
-
-    options = _bench_options(a)
-    src = Path(a.input)
-    if a.models:
-        options["models" if a.modality == "image" else "codecs"] = [m for m in a.models.split(",") if m]
-    if a.modality == "image":
-        if not src.is_dir():
-            raise UsageError(f"{src} is not a folder")
-        if "classical" in options:
-            from .eval.classical import CLASSICAL_CODECS
-
-            options["classical"] = [c for c in options["classical"].split(",") if c and c != "none"]
-            unknown = [c for c in options["classical"] if c not in CLASSICAL_CODECS]
-            if unknown:
-                raise UsageError(f"unknown classical codec {unknown[0]!r}; known: {', '.join(CLASSICAL_CODECS)}")
-        report = bench.bench_image(src, device=a.device or "cpu", **options)
-        text = bench.format_report(report)
-    else:
-        run, fmt = {"video": (bench.bench_video, bench.format_video_report),
-                    "audio": (bench.bench_audio, bench.format_audio_report)}[a.modality]
-        try:
-            report = run(src, device=a.device, **options)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        text = fmt(report)
-    if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=2))
-    print(text)
-    return 0
-
-
-def cmd_plot(a) -> int:
-    from .eval import plot_rd
-
-    plot_rd([Path(j) for j in a.json], Path(a.output), metric=a.metric, title=a.title)
-    print(f"wrote {a.output}")
-    return 0
 
 
 def main(argv=None) -> int:
@@ -368,7 +457,7 @@ def main(argv=None) -> int:
     _quiet_warnings()
     keep_freed_memory()
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(defer=True).parse_args(argv)
         return int(args.func(args) or 0)
     except NcodecError as exc:
         print(f"ncodec: error: {exc}", file=sys.stderr)

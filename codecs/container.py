@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .errors import CorruptStreamError, ModelMismatchError
 
 MAGIC = b"\x89NCZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CODER_VERSION = 2          # constriction range queue, u32 words, 2^22-symbol chunks, escapes per chunk (ncodec.entropy.coder)
 MAX_HEADER = 65535
 MAX_SECTIONS = 256
@@ -169,7 +169,9 @@ class Container:
         version = data[len(MAGIC)]
         if version == 0:
             raise CorruptStreamError("ncodec file is corrupt (format version 0 does not exist)")
-        if version != FORMAT_VERSION:
+        if version < FORMAT_VERSION:
+            raise ModelMismatchError(f"stream written by an older ncodec format version {version}; re-encode it")
+        if version > FORMAT_VERSION:
             raise ModelMismatchError(
                 f"ncodec file uses container format version {version}; this ncodec reads version {FORMAT_VERSION}")
         if struct.unpack("<I", data[-_CRC:])[0] != zlib.crc32(data[:-_CRC]):

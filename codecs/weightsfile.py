@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from safetensors.torch import save_file
 
 from .entropy import FactorizedPrior, TableSet
 from .errors import InputError, ModelMismatchError
-from .fileio import process_umask
+from .fileio import atomic_output
 
 RANS_BUFFERS = ("_cdf", "_offset")    # also _quantized_cdf, _cdf_length
 
@@ -73,10 +72,8 @@ def write_weights(path: Path, tensors: dict, config: dict, fmt: str, extra: dict
             "extra": json.dumps(extra or {}, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o666 & ~process_umask())   # safetensors creates 0600 files; weights get the usual mode
-    tmp.replace(path)
+    with atomic_output(path, force=True) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return digest
 
 

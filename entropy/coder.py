@@ -16,9 +16,6 @@ table, then its escapes), so the coder's working memory stays bounded whatever t
 """
 from __future__ import annotations
 
-import functools
-import time
-
 import numpy as np
 import constriction
 
@@ -33,26 +30,6 @@ CHUNK = 1 << 22
 
 class EntropyCodingError(ValueError):
     """The compressed symbols are inconsistent with the tables (corrupt or foreign data)."""
-
-
-_coder_totals = {"seconds": 0.0, "symbols": 0}
-
-
-def coder_totals() -> tuple[float, int]:
-    """(wall seconds, symbols) this process has range-coded so far (encode, finish, decode): the
-    difference across a call splits its entropy time into parameters and coding, and counts what it coded."""
-    return _coder_totals["seconds"], _coder_totals["symbols"]
-
-
-def _timed(method):
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            _coder_totals["seconds"] += time.perf_counter() - t0
-    return wrapper
 
 
 class _Models:
@@ -97,14 +74,12 @@ class SymbolEncoder:
     def __init__(self):
         self._enc = constriction.stream.queue.RangeEncoder()
 
-    @_timed
     def encode(self, symbols: np.ndarray, table_index: np.ndarray, tables) -> None:
         """Code integer ``symbols`` (any shape) with the rows ``table_index`` (same shape)."""
         symbols = np.asarray(symbols).ravel()
         table_index = np.asarray(table_index).ravel()
         if symbols.shape != table_index.shape:
             raise ValueError("symbols and table_index must have the same number of elements")
-        _coder_totals["symbols"] += symbols.size
         for start in range(0, len(symbols), CHUNK):
             self._encode_chunk(symbols[start:start + CHUNK].astype(np.int64),
                                table_index[start:start + CHUNK].astype(np.int64), tables)
@@ -130,7 +105,6 @@ class SymbolEncoder:
         if chunks:
             self._enc.encode(np.array(chunks, dtype=np.int32), _CHUNK_MODEL)
 
-    @_timed
     def finish(self) -> bytes:
         """The compressed bytes of everything encoded so far."""
         return self._enc.get_compressed().astype("<u4").tobytes()
@@ -154,12 +128,10 @@ class SymbolDecoder:
         except Exception as exc:
             raise EntropyCodingError(f"range decoder failed: {exc}") from None
 
-    @_timed
     def decode(self, table_index: np.ndarray, tables) -> np.ndarray:
         """Decode as many symbols as ``table_index`` has elements; returns them in its shape."""
         shape = np.shape(table_index)
         table_index = np.asarray(table_index).ravel()
-        _coder_totals["symbols"] += table_index.size
         out = np.empty(table_index.shape, dtype=np.int64)
         for start in range(0, len(out), CHUNK):
             out[start:start + CHUNK] = self._decode_chunk(table_index[start:start + CHUNK].astype(np.int64), tables)

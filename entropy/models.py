@@ -13,7 +13,8 @@ import torch
 
 from .coder import SymbolDecoder, SymbolEncoder
 from .fixedpoint import ACT_FRAC
-from .tables import TableSet, gaussian_scale_table, gaussian_tables, scale_thresholds, stack_rows
+from .tables import (SCALE_MIN, TAIL_MASS, TableSet, gaussian_scale_table, gaussian_tables, scale_thresholds,
+                     stack_rows)
 
 MAX_FACTORIZED_SUPPORT = 4096
 
@@ -85,16 +86,23 @@ class FactorizedPrior:
 
 
 class GaussianConditional:
-    """Zero-mean discretised Gaussians on a fixed scale grid; symbols are ``round(y - mean)``.
+    """Zero-mean discretised Gaussians on a geometric scale grid of ``levels`` scales from
+    :data:`~ncodec.entropy.tables.SCALE_MIN` to ``smax``; symbols are ``round(y - mean)``.
+    Each row covers the values up to the quantile that leaves ``tail_mass`` outside it (the rest
+    are escaped, see :mod:`~ncodec.entropy.coder`).
 
     The row for each element is chosen from a fixed-point scale by integer thresholds,
     so encoder and decoder agree exactly whenever their fixed-point scales agree.
     """
 
-    def __init__(self, levels: int = 64):
-        self.scales = gaussian_scale_table(levels)
-        self.tables = gaussian_tables(self.scales)
-        self.thresholds = torch.from_numpy(scale_thresholds(self.scales, ACT_FRAC)).double()
+    def __init__(self, levels: int = 64, smax: float = 256.0, tail_mass: float = TAIL_MASS):
+        self.scales = gaussian_scale_table(levels, SCALE_MIN, smax)
+        self.tables = gaussian_tables(self.scales, tail_mass)
+        self.thresholds = torch.from_numpy(self._thresholds()).double()
+
+    def _thresholds(self) -> np.ndarray:
+        """Fixed-point decision thresholds between neighbouring rows."""
+        return scale_thresholds(self.scales, ACT_FRAC)
 
     def index(self, scales_fixed: torch.Tensor) -> np.ndarray:
         """Fixed-point scales (float64 integers) -> row indices."""
@@ -109,3 +117,11 @@ class GaussianConditional:
     def decode(self, dec: SymbolDecoder, scales_fixed: torch.Tensor) -> np.ndarray:
         return dec.decode(self.index(scales_fixed), self.tables)
 
+
+class LogScaleGaussian(GaussianConditional):
+    """A :class:`GaussianConditional` whose rows are chosen by a fixed-point *natural-log* scale
+    (thresholds at the midpoints of the log grid)."""
+
+    def _thresholds(self) -> np.ndarray:
+        log = np.log(self.scales)
+        return np.ceil(0.5 * (log[:-1] + log[1:]) * 2**ACT_FRAC)

@@ -19,6 +19,7 @@ from scipy.special import ndtr, ndtri
 
 PROB_GRID = 2.0**40
 TAIL_MASS = 1e-9
+SCALE_MIN = 0.11          # the smallest scale of a Gaussian grid (finer scales code like it)
 IDEAL_BITS_CHUNK = 1 << 20
 
 
@@ -86,7 +87,7 @@ def geometric_delta_table(span: int, decay: float) -> TableSet:
     return stack_rows([np.append(p / p.sum(), TAIL_MASS)], [-span])
 
 
-def gaussian_scale_table(levels: int = 64, smin: float = 0.11, smax: float = 256.0) -> np.ndarray:
+def gaussian_scale_table(levels: int = 64, smin: float = SCALE_MIN, smax: float = 256.0) -> np.ndarray:
     """Geometric grid of Gaussian scales, snapped to multiples of 2**-16."""
     scales = np.exp(np.linspace(math.log(smin), math.log(smax), levels))
     return np.round(scales * 2**16) / 2**16

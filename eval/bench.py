@@ -1,15 +1,20 @@
 """``ncodec bench``: speed of the image codecs split into transform and entropy time, and
 the range coder's overhead against the entropy model's ideal bit count, on real images; speed of
 the video codecs (NeRV/HNeRV fit time per epoch, decode fps) and of the audio codec (x real time),
-each beside the classical codecs through PyAV, reported as ratios (x real time, x an anchor codec)."""
+each beside the classical codecs through PyAV, reported as ratios (x real time, x an anchor codec).
+
+Everything is timed from outside: the image codecs' stages are called one by one, and the time
+inside the range coder is measured by wrapping its calls for the duration of a stage."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -76,6 +81,103 @@ def _padded_tensor(img, device: str) -> torch.Tensor:
     h, w = img.shape[:2]
     x = torch.from_numpy(img.copy()).to(device).permute(2, 0, 1)[None].float() / 255
     return torch.nn.functional.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
+
+
+class _CoderClock:
+    """Seconds spent in the range coder and symbols coded while it is active (``with clock:``): it
+    wraps :class:`~ncodec.entropy.SymbolEncoder`'s ``encode`` and ``finish`` and
+    :class:`~ncodec.entropy.SymbolDecoder`'s ``decode`` for the duration of the block."""
+
+    def __init__(self):
+        self.seconds, self.symbols = 0.0, 0
+
+    def __enter__(self) -> "_CoderClock":
+        from ncodec.entropy import SymbolDecoder, SymbolEncoder
+
+        methods = ((SymbolEncoder, "encode"), (SymbolEncoder, "finish"), (SymbolDecoder, "decode"))
+        self._saved = [(cls, name, cls.__dict__[name]) for cls, name in methods]
+        for cls, name, method in self._saved:
+            setattr(cls, name, self._timed(method, counts=name != "finish"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for cls, name, method in self._saved:
+            setattr(cls, name, method)
+
+    def _timed(self, method, counts: bool):
+        """``method`` adding its wall time (and, if ``counts``, the size of its first argument: the
+        symbols or their table indices) to this clock."""
+        @functools.wraps(method)
+        def wrapper(coder, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(coder, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.symbols += np.size(args[0]) if counts else 0
+        return wrapper
+
+
+def _sync(device: str) -> None:
+    """Wait for the device's queued work, so that a stage's time includes it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _encode_stages(codec, img, quality: float, device: str, acc: dict) -> tuple[bytes, float]:
+    """Encode an RGB image stage by stage as :meth:`ImageCodec.encode` does, adding each stage's
+    seconds to ``acc`` (``enc_transform_s``, ``enc_entropy_s`` and within it ``enc_coding_s``,
+    ``enc_container_s``) and the symbols coded; returns the stream and the model's ideal bits."""
+    clock = _CoderClock()
+    t0 = time.perf_counter()
+    y = codec.analyse(_padded_tensor(img, device), quality)
+    _sync(device)
+    t1 = time.perf_counter()
+    with clock:
+        sections, ideal_bits = codec.latent.compress(y, level=int(quality) - 1)
+    t2 = time.perf_counter()
+    data = codec.pack(sections, quality, img, img.shape[2])
+    t3 = time.perf_counter()
+    stages = {"transform": t1 - t0, "entropy": t2 - t1, "coding": clock.seconds, "container": t3 - t2}
+    for key, seconds in stages.items():
+        acc[f"enc_{key}_s"] += seconds
+    acc["symbols"] += clock.symbols
+    return data, ideal_bits
+
+
+def _decode_stages(codec, data: bytes, quality: float, device: str, acc: dict):
+    """Decode a stream stage by stage as :meth:`ImageCodec.decode` does, adding each stage's seconds
+    to ``acc`` (``dec_container_s``, ``dec_entropy_s`` and within it ``dec_coding_s``,
+    ``dec_transform_s``); returns the image."""
+    from ncodec.container import Container
+
+    clock = _CoderClock()
+    t0 = time.perf_counter()
+    c = Container.from_bytes(data)
+    h, w = c.require("h"), c.require("w")
+    t1 = time.perf_counter()
+    with clock:
+        y_hat = codec.latent.decompress(c.sections, codec.latent_shape(h, w), level=int(quality) - 1)
+        _sync(device)
+    t2 = time.perf_counter()
+    rec = codec.synthesise(y_hat, quality, h, w)
+    t3 = time.perf_counter()
+    stages = {"container": t1 - t0, "entropy": t2 - t1, "coding": clock.seconds, "transform": t3 - t2}
+    for key, seconds in stages.items():
+        acc[f"dec_{key}_s"] += seconds
+    return rec
+
+
+STAGES = ("transform", "entropy_parameters", "coding", "container")
+
+
+def _shares(acc: dict, side: str) -> dict:
+    """Each stage's share of one side's time (entropy parameters: the entropy stage less its range
+    coding); they add up to 1."""
+    seconds = {"transform": acc[f"{side}_transform_s"], "coding": acc[f"{side}_coding_s"],
+               "entropy_parameters": acc[f"{side}_entropy_s"] - acc[f"{side}_coding_s"],
+               "container": acc[f"{side}_container_s"]}
+    return {stage: seconds[stage] / acc[f"{side}_s"] for stage in STAGES}
 
 
 def _timed(acc: dict, key: str, run):
@@ -153,8 +255,8 @@ def _bench_pillow(name: str, images: dict, target_bpp: dict) -> dict:
 def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device: str = "cpu", limit: int = 0,
                 compressai: bool = False, precision: str | None = None, classical=("avif", "webp"),
                 compile: bool = False) -> dict:
-    """Per model: MP/s for encode and decode, time split into transforms, entropy parameters and
-    range coding, coded vs ideal bits, PSNR; with ``compressai``, the same model run through
+    """Per model: MP/s for encode and decode, time split into transforms, entropy parameters, range
+    coding and container work, coded vs ideal bits, PSNR; with ``compressai``, the same model run through
     CompressAI's own path (factorized and hyperprior), whole and its entropy coders alone; each of
     the ``classical`` Pillow codecs at the bpp of the first model, image by image. With
     ``compile`` the transforms run through ``torch.compile``, compiled for every image size
@@ -179,32 +281,24 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
         for img in warm_ups:
             codec.decode(codec.encode(img, quality))
         compile_s = time.perf_counter() - t0 if compile else 0.0
-        acc = {"pixels": 0, "enc_s": 0.0, "dec_s": 0.0, "enc_transform_s": 0.0, "enc_entropy_s": 0.0,
-               "enc_coding_s": 0.0, "dec_transform_s": 0.0, "dec_entropy_s": 0.0, "dec_coding_s": 0.0,
-               "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0, "symbols": 0, "psnr_sum": 0.0}
+        acc = {"pixels": 0, "coded_bits": 0, "ideal_bits": 0.0, "file_bits": 0, "symbols": 0, "psnr_sum": 0.0,
+               **{f"{side}_{key}_s": 0.0 for side in ("enc", "dec") for key in ("transform", "entropy", "coding",
+                                                                                   "container")}}
         for name in tqdm(names, desc=f"bench {model}", unit="img"):
             img = images[name]
-            t0 = time.perf_counter()
-            data = codec.encode(img, quality)
-            t1 = time.perf_counter()
-            enc = dict(codec.stats)
-            rec = codec.decode(data)
-            t2 = time.perf_counter()
+            data, ideal_bits = _encode_stages(codec, img, float(quality), device, acc)
+            rec = _decode_stages(codec, data, float(quality), device, acc)
             pixels = img.shape[0] * img.shape[1]
             acc["psnr_sum"] += psnr(img, rec)
             acc["pixels"] += pixels
-            acc["enc_s"] += t1 - t0
-            acc["dec_s"] += t2 - t1
-            for stage in ("transform", "entropy", "coding"):
-                acc[f"enc_{stage}_s"] += enc[stage]
-                acc[f"dec_{stage}_s"] += codec.stats[stage]
-            acc["ideal_bits"] += enc["ideal_bits"]
+            acc["ideal_bits"] += ideal_bits
             acc["file_bits"] += 8 * len(data)
             c = Container.from_bytes(data)
             acc["coded_bits"] += 8 * (len(c.sections["y"]) + len(c.sections.get("z", b"")))
-            acc["symbols"] += enc["symbols"]
             if model == models[0]:
                 first_bpp[name] = 8 * len(data) / pixels
+        for side in ("enc", "dec"):
+            acc[f"{side}_s"] = sum(acc[f"{side}_{key}_s"] for key in ("transform", "entropy", "container"))
         mp = acc["pixels"] / 1e6
         row = {"encode_MP_per_s": mp / acc["enc_s"], "decode_MP_per_s": mp / acc["dec_s"],
                "coder": _coder_summary({"symbols": acc["symbols"], "enc_s": acc["enc_coding_s"],
@@ -214,10 +308,7 @@ def bench_image(folder: Path, models=IMAGE_MODELS, quality: float = 3.0, device:
                "bpp": acc["file_bits"] / acc["pixels"], "psnr": acc.pop("psnr_sum") / len(names),
                "compile_s": compile_s, **acc}
         for side in ("enc", "dec"):
-            total = acc[f"{side}_s"]
-            row[f"{side}_shares"] = {"transform": acc[f"{side}_transform_s"] / total,
-                                     "entropy_parameters": (acc[f"{side}_entropy_s"] - acc[f"{side}_coding_s"]) / total,
-                                     "coding": acc[f"{side}_coding_s"] / total}
+            row[f"{side}_shares"] = _shares(acc, side)
         if compressai and codec.config.arch in ("factorized", "hyperprior"):
             twin = to_compressai(codec, quality)
             row["compressai"] = _bench_compressai(twin, images, device)
@@ -233,10 +324,10 @@ def format_report(report: dict) -> str:
     """Markdown tables of a :func:`bench_image` report."""
     lines = [f"machine: {json.dumps(report['machine'])}; quality {report['quality']}, {report['images']} images, "
              f"transforms in {report.get('precision')}" + (", compiled" if report.get("compiled") else ""),
-             "| model | encode MP/s | decode MP/s | encode: transform / entropy parameters / coding | "
-             "decode: transform / entropy parameters / coding | coder overhead | container overhead | bpp | PSNR dB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    share = lambda d: " / ".join(f"{100 * d[k]:.0f} %" for k in ("transform", "entropy_parameters", "coding"))
+             "| model | encode MP/s | decode MP/s | encode: transform / entropy parameters / coding / container | "
+             "decode: transform / entropy parameters / coding / container | coder overhead | container overhead | bpp "
+             "| PSNR dB |", "|---|---|---|---|---|---|---|---|---|"]
+    share = lambda d: " / ".join(f"{100 * d[k]:.0f} %" for k in STAGES)
     for name, m in report["models"].items():
         lines.append(f"| {name} | {m['encode_MP_per_s']:.3f} | {m['decode_MP_per_s']:.3f} | {share(m['enc_shares'])} | "
                      f"{share(m['dec_shares'])} | {m['coder']['overhead_pct']:+.4f} % | "

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..fileio import atomic_output  # noqa: E402
 from .rd_image import read_curves  # noqa: E402
 
 _LABELS = {"bpp": "bits per pixel", "kbps": "kbit/s", "si-sdr": "SI-SDR (dB)", "mel-distance": "mel distance",
@@ -51,6 +52,7 @@ def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | N
         ax.set_title(title)
     fig.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
+    with atomic_output(out_path, force=True) as tmp:
+        fig.savefig(tmp, format=out_path.suffix[1:] or plt.rcParams["savefig.format"])
     plt.close(fig)
     return out_path

@@ -19,6 +19,7 @@ same real bitrate (:func:`equal_rate_rows`), which is what "better at equal bitr
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -28,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..audio.powerlaw import SIGNALS, SPEECH_MAX_RATE
+from ..fileio import write_text
 from . import audio_metrics as am
 from .bdrate import bd_psnr, bd_rate, quality_at_rate
 from .classical_audio import CODECS as CLASSICAL, align
@@ -43,7 +45,9 @@ def add_arguments(p) -> None:
     p.add_argument("--codecs", default="ncodec:mdct,opus,aac,mp3", help="comma-separated; ncodec:NAME, opus, aac, mp3")
     p.add_argument("--kbps", default=",".join(map(str, DEFAULT_KBPS)), help="target bitrates, comma-separated")
     p.add_argument("--out", default="results/audio", help="folder for JSON, bdrate.md/csv and plots")
-    p.add_argument("--anchor", default="opus")
+    p.add_argument("--anchor", default=None,
+                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: opus if swept, "
+                        "else the first classical codec, else the first codec)")
     p.add_argument("--visqol-kbps", default="all",
                    help="targets at which to run ViSQOL ('all', 'none' or a list; it takes ~3 s per second of music)")
     p.add_argument("--seconds", type=float, default=0.0, help="use only the first N seconds of each file (0 = all)")
@@ -235,11 +239,12 @@ def write_tables(out_dir: Path, groups: dict[str, dict], anchor: str, notes: set
         md.append("")
     md += [f"- {n}" for n in sorted(notes)]
     text = "\n".join(md) + "\n"
-    (out_dir / "bdrate.md").write_text(text)
-    with open(out_dir / "bdrate.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["group", "codec", "metric", "bd_rate_pct", "bd_metric", "note"])
-        w.writeheader()
-        w.writerows(csv_rows)
+    write_text(out_dir / "bdrate.md", text, force=True)
+    table = io.StringIO(newline="")
+    w = csv.DictWriter(table, fieldnames=["group", "codec", "metric", "bd_rate_pct", "bd_metric", "note"])
+    w.writeheader()
+    w.writerows(csv_rows)
+    write_text(out_dir / "bdrate.csv", table.getvalue(), force=True)
     return text
 
 
@@ -312,7 +317,7 @@ def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[fl
             doc = {"name": name, "description": runners[name].description, "group": group,
                    "files": sorted({p["file"] for p in pts}), "results": curve, "per_file": pts}
             jsons[name] = gdir / f"{name}.json"
-            jsons[name].write_text(json.dumps(doc, indent=2) + "\n")
+            write_text(jsons[name], json.dumps(doc, indent=2) + "\n", force=True)
         for name, ref in references.get(group, {}).items():
             summary[group][name], jsons[name] = ref["results"], ref["path"]
         for metric in METRICS:
@@ -323,13 +328,30 @@ def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[fl
     return summary
 
 
+def default_anchor(codecs: list[str]) -> str:
+    """The BD-rate anchor among ``codecs``, by result name: opus, else the first classical codec,
+    else the first codec."""
+    classical = [c for c in codecs if c in CLASSICAL]
+    if classical:
+        return "opus" if "opus" in classical else classical[0]
+    return codecs[0].replace(":", "-")
+
+
 def run(a) -> int:
     """``ncodec eval audio``."""
-    from ..errors import UsageError
+    from ..errors import InputError, UsageError, check_input
 
-    folder = Path(a.folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder")
+    folder = check_input(a.folder, folder=True)
+    if not find_audio(folder):
+        raise InputError(f"no audio files under {folder}")
+    for ref in a.reference:
+        try:
+            json.loads(check_input(ref).read_text())
+        except ValueError as exc:       # not UTF-8, or not JSON
+            raise InputError(f"{ref} is not a JSON file ({exc})") from None
+    codecs = [c for c in a.codecs.split(",") if c]
+    if not codecs:
+        raise UsageError("--codecs names no codec")
     try:
         kbps = [float(k) for k in a.kbps.split(",") if k]
         vk = None if a.visqol_kbps == "all" else set() if a.visqol_kbps == "none" else \
@@ -337,7 +359,7 @@ def run(a) -> int:
     except ValueError:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
-        run_audio_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), kbps, a.anchor, vk, a.seconds,
+        run_audio_eval(folder, codecs, Path(a.out), kbps, a.anchor or default_anchor(codecs), vk, a.seconds,
                        a.device, a.visqol_seconds, a.weights, a.reference, a.signal)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

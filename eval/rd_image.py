@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import math
 import multiprocessing
@@ -15,9 +16,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from ..fileio import write_text
+from ..image import io as image_io
 from .bdrate import bd_psnr, bd_rate
 from .classical import CLASSICAL_CODECS, get_codec
 from .metrics import bpp, ms_ssim, psnr
@@ -37,9 +39,10 @@ def find_images(image_dir: Path) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as a uint8 HxWx3 RGB array (grey and alpha images are converted)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """An image file as a uint8 HxWx3 RGB array, read upright by ncodec's reader (grey is
+    repeated into three channels, alpha dropped)."""
+    image = image_io.read_image(path)
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else np.ascontiguousarray(image[:, :, :3])
 
 
 def measure(codec, image: np.ndarray, quality: float) -> dict:
@@ -78,7 +81,10 @@ def read_curves(path: Path) -> dict[str, dict]:
 
     Reads CompressAI's layout (``{"name": ..., "results": {"bpp": [...], ...}}``) and the layout
     of ``shared/anchors/kodak_pillow_classical.json`` (``{name: [[bpp, psnr-rgb], ...]}``)."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as exc:       # not UTF-8, or not JSON
+        raise ValueError(f"{path} is not a JSON file ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("results"), dict):
         return {str(data.get("name") or Path(path).stem): data["results"]}
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
@@ -122,13 +128,14 @@ def write_bd_table(rows: list[dict], anchor: str, out_dir: Path) -> None:
         else:
             cells = f"{r['bd_rate_pct']:+.2f} | {r['bd_psnr_db']:+.3f}"
         md.append(f"| {r['codec']} | {cells} | {r['bpp_min']:.3f} - {r['bpp_max']:.3f} |")
-    (out_dir / "bdrate.md").write_text("\n".join(md + ([""] + notes if notes else [])) + "\n")
-    with open(out_dir / "bdrate.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["codec", "bd_rate_pct", "bd_psnr_db", "bpp_min", "bpp_max", "note"])
-        for r in rows:
-            vals = ["" if math.isnan(r[k]) else f"{r[k]:.4f}" for k in ("bd_rate_pct", "bd_psnr_db")]
-            w.writerow([r["codec"], *vals, f"{r['bpp_min']:.4f}", f"{r['bpp_max']:.4f}", r["note"]])
+    write_text(out_dir / "bdrate.md", "\n".join(md + ([""] + notes if notes else [])) + "\n", force=True)
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["codec", "bd_rate_pct", "bd_psnr_db", "bpp_min", "bpp_max", "note"])
+    for r in rows:
+        vals = ["" if math.isnan(r[k]) else f"{r[k]:.4f}" for k in ("bd_rate_pct", "bd_psnr_db")]
+        w.writerow([r["codec"], *vals, f"{r['bpp_min']:.4f}", f"{r['bpp_max']:.4f}", r["note"]])
+    write_text(out_dir / "bdrate.csv", table.getvalue(), force=True)
 
 
 class RefinedCodec:
@@ -247,7 +254,7 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
         if per_image:
             doc["per_image"] = sorted(rows[name], key=lambda r: (sweeps[name].index(r["quality"]), r["image"]))
         path = out_dir / f"{name.replace(':', '-')}.json"
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+        write_text(path, json.dumps(doc, indent=2) + "\n", force=True)
         summary["json"][name], summary["curves"][name] = str(path), results
     summary["curves"].update(references)
     if anchor is not None:
@@ -263,7 +270,9 @@ def add_arguments(p) -> None:
                    help="comma-separated; ncodec:NAME, ncodec:* or ncodec:NAME+refineN (N encoder refinement steps)")
     p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
     p.add_argument("--per-image", action="store_true")
-    p.add_argument("--anchor", default="avif")
+    p.add_argument("--anchor", default=None,
+                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: avif if swept, "
+                        "else the first classical codec, else the first codec)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
@@ -285,17 +294,36 @@ def parse_qualities(specs: list[str]) -> dict[str, list[float]]:
     return out
 
 
+def default_anchor(codecs: list[str]) -> str:
+    """The BD-rate anchor among ``codecs``: avif, else the first classical codec, else the first codec."""
+    import ncodec
+
+    classical = [c for c in codecs if c in CLASSICAL_CODECS]
+    if classical:
+        return "avif" if "avif" in classical else classical[0]
+    if codecs[0] == NCODEC_PREFIX + "*":
+        return NCODEC_PREFIX + ncodec.list_codecs(modality="image")[0]
+    return codecs[0]
+
+
 def run(a) -> int:
     """``ncodec eval image``: sweep, write JSON and the BD table, print the table."""
-    from ..errors import UsageError
+    from ..errors import InputError, UsageError, check_input
 
-    folder = Path(a.folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder")
+    folder = check_input(a.folder, folder=True)
+    codecs = [c for c in a.codecs.split(",") if c]
+    if not codecs:
+        raise UsageError("--codecs names no codec")
     try:
-        summary = run_image_eval(folder, [c for c in a.codecs.split(",") if c], Path(a.out), per_image=a.per_image,
-                                 anchor=a.anchor, workers=a.workers, reference_jsons=[Path(r) for r in a.reference],
-                                 qualities=parse_qualities(a.qualities))
+        find_images(folder)
+        for ref in a.reference:
+            read_curves(check_input(ref))
+    except ValueError as exc:       # no images; a reference that is not a curve file (or not JSON)
+        raise InputError(str(exc)) from None
+    try:
+        summary = run_image_eval(folder, codecs, Path(a.out), per_image=a.per_image,
+                                 anchor=a.anchor or default_anchor(codecs), workers=a.workers,
+                                 reference_jsons=[Path(r) for r in a.reference], qualities=parse_qualities(a.qualities))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = Path(a.out) / "bdrate.md"

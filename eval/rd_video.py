@@ -5,16 +5,12 @@ Per point: bpp (every byte of the .ncz file; for the classical codecs the bytes 
 packets, container overhead not counted), mean per-frame PSNR on RGB and on Y (BT.601, from the
 RGB frames the same way for every codec), mean per-frame MS-SSIM, encoding seconds and decoding
 frames per second.  One JSON per curve in CompressAI's layout, ``bdrate.md``/``.csv`` against an
-anchor and a plot.  ``--huffman`` also measures, on every coded network, what Huffman coding the
-very same quantised symbols would cost (``entropy.md``)."""
+anchor and a plot."""
 from __future__ import annotations
 
-import heapq
 import json
-import math
 import os
 import time
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +18,7 @@ import numpy as np
 from skimage.color import rgb2ycbcr
 from tqdm import tqdm
 
+from ..fileio import write_text
 from .metrics import ms_ssim, psnr
 from .plot import plot_rd
 from .rd_image import bd_table, write_bd_table
@@ -80,40 +77,7 @@ def classical_point(frames: np.ndarray, fps, name: str, crf: int) -> dict:
             "encoding_time": t1 - t0, "decoding_time": t2 - t1, "decoding_fps": t / (t2 - t1)}
 
 
-def huffman_bits(symbols: np.ndarray) -> int:
-    """Bits of a Huffman code (built with heapq) for these symbols, code table not counted."""
-    counts = list(Counter(symbols.ravel().tolist()).values())
-    if len(counts) == 1:
-        return len(symbols.ravel())
-    heap = [(c, i, 0) for i, c in enumerate(counts)]       # (weight, tiebreak, cost so far)
-    heapq.heapify(heap)
-    total, tiebreak = 0, len(counts)
-    while len(heap) > 1:
-        c1, _, _ = heapq.heappop(heap)
-        c2, _, _ = heapq.heappop(heap)
-        total += c1 + c2          # every merge adds one bit to each symbol below it
-        heapq.heappush(heap, (c1 + c2, tiebreak, 0))
-        tiebreak += 1
-    return total
-
-
-def huffman_report(data: bytes) -> dict:
-    """Sizes of one stream with its own entropy coding and with per-tensor Huffman codes instead
-    (the same symbols, steps and header; Huffman tables free, ncodec's model parameters dropped)."""
-    from ncodec.container import Container
-    from ncodec.video.codec import read_tensors
-
-    c = Container.from_bytes(data)
-    tensors = read_tensors(c)
-    huff = sum(huffman_bits(q.symbols) for q in tensors.values())
-    hist_bytes = sum(q.model_bytes for q in tensors.values())
-    huffman_bytes = len(data) - len(c.sections["symbols"]) - hist_bytes + math.ceil(huff / 8)
-    return {"bytes": len(data), "symbols_bytes": len(c.sections["symbols"]), "model_bytes": hist_bytes,
-            "huffman_bytes": huffman_bytes, "huffman_symbol_bytes": math.ceil(huff / 8),
-            "saving_pct": 100 * (1 - len(data) / huffman_bytes)}
-
-
-def ncodec_point(codec, video, options: dict) -> tuple[dict, bytes]:
+def ncodec_point(codec, video, options: dict) -> dict:
     """Fit and code a clip with an ncodec video codec (public API), decode it, measure."""
     t, h, w = video.shape
     t0 = time.perf_counter()
@@ -125,14 +89,14 @@ def ncodec_point(codec, video, options: dict) -> tuple[dict, bytes]:
              "bpp": 8 * len(data) / (t * h * w),
              **clip_metrics(video.frames, out.frames), "encoding_time": t1 - t0, "decoding_time": t2 - t1,
              "decoding_fps": t / (t2 - t1)}
-    return point, data
+    return point
 
 
 def _write_curve(out_dir: Path, name: str, description: str, points: list[dict]) -> dict:
     points = sorted(points, key=lambda p: p["bpp"])
     results = {k: [p[k] for p in points] for k in points[0]}
-    (out_dir / f"{name}.json").write_text(json.dumps({"name": name, "description": description, "results": results},
-                                                     indent=2) + "\n")
+    write_text(out_dir / f"{name}.json", json.dumps({"name": name, "description": description, "results": results},
+                                                    indent=2) + "\n", force=True)
     return results
 
 
@@ -142,7 +106,7 @@ def _curve_name(codec: str, bits: int, qat_epochs: int) -> str:
 
 
 def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str], bits: list[int], epochs: int,
-                   qat_epochs: int = 0, huffman: bool = False, max_frames: int | None = None,
+                   qat_epochs: int = 0, max_frames: int | None = None,
                    crop: tuple[int, int] | None = None, resize: tuple[int, int] | None = None,
                    checkpoint_dir: Path | None = None, device: str | None = None, anchor: str | None = "libx264",
                    progress: bool = True) -> dict:
@@ -155,11 +119,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     if unknown:
         raise ValueError(f"unknown video codec {unknown[0]!r}: use {', '.join(NCODEC_CODECS + tuple(CLASSICAL))}")
     jobs = [(c, s, b, qat_epochs) for c in codecs if c in NCODEC_CODECS for s in sizes for b in bits]
-    if huffman:     # the baseline: the same networks at 8 bits without fine-tuning, coded both ways
-        jobs = [(c, s, 8, 0) for c in codecs if c in NCODEC_CODECS for s in sizes
-                if (c, s, 8, 0) not in jobs] + jobs
-    fitted = list(dict.fromkeys(_curve_name(c, b, q) for c, _, b, q in jobs))
-    made = [c for c in codecs if c in CLASSICAL] + fitted + ([f"{n}-huffman" for n in fitted] if huffman else [])
+    made = [c for c in codecs if c in CLASSICAL] + list(dict.fromkeys(_curve_name(c, b, q) for c, _, b, q in jobs))
     if anchor is not None and anchor not in made:     # refuse before hours of fitting, not after
         raise ValueError(f"anchor {anchor!r} is not among this sweep's curves: {', '.join(made)}")
     jobs += [(c, crf, None, 0) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
@@ -170,7 +130,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
         video = resize_video(video, resize)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    curves, points, entropy = {}, {}, []
+    curves, points = {}, {}
     bar = tqdm(jobs, unit="point", disable=not progress)
     for name, setting, b, qat in bar:
         bar.set_description(f"{name} {setting}" + (f" {b}-bit" if b else "") + (f" qat {qat}" if qat else ""))
@@ -181,15 +141,8 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
                    "progress": False}
         if checkpoint_dir is not None:
             options["checkpoint"] = str(Path(checkpoint_dir) / f"{Path(clip).stem}-{name}-{setting}-e{epochs}.pt")
-        point, data = ncodec_point(ncodec.load_codec(name, device), video, options)
-        curve = _curve_name(name, b, qat)
-        points.setdefault(curve, []).append(point)
-        if huffman:
-            report = huffman_report(data)
-            entropy.append({"curve": curve, "arch": name, "size": setting, "bits": b, "qat_epochs": qat,
-                            "psnr-rgb": point["psnr-rgb"], **report})
-            points.setdefault(f"{curve}-huffman", []).append(
-                {**point, "bytes": report["huffman_bytes"], "bpp": point["bpp"] * report["huffman_bytes"] / len(data)})
+        point = ncodec_point(ncodec.load_codec(name, device), video, options)
+        points.setdefault(_curve_name(name, b, qat), []).append(point)
     t, h, w = video.shape
     where = f"{Path(clip).name}, {t} frames {w}x{h}"
     for name, pts in points.items():
@@ -202,52 +155,8 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     if anchor is not None:
         summary["bdrate"] = bd_table(curves, anchor)
         write_bd_table(summary["bdrate"], anchor, out_dir)
-    if entropy:
-        summary["entropy"] = _write_entropy_table(entropy, out_dir)
     plot_rd([out_dir / f"{n}.json" for n in curves], out_dir / "rd.png", title=where)
     return summary
-
-
-def equal_psnr_bytes(points: list[tuple[float, int]], target: float) -> float | None:
-    """Bytes at PSNR ``target`` on the Pareto front of (PSNR, bytes) points, interpolating log-bytes
-    linearly in PSNR; None when no point reaches the target."""
-    front = []
-    for p, b in sorted(points, key=lambda x: (x[1], -x[0])):
-        if not front or p > front[-1][0]:
-            front.append((p, b))
-    if not front or target > front[-1][0]:
-        return None
-    if target <= front[0][0]:
-        return float(front[0][1])
-    ps, bs = zip(*front)
-    return float(np.exp(np.interp(target, ps, np.log(bs))))
-
-
-def _write_entropy_table(rows: list[dict], out_dir: Path) -> list[dict]:
-    """``entropy.md``: per stream, own coding vs Huffman on the same symbols; then, per network, the
-    bytes ncodec needs (any bit depth, with or without QAT) at the PSNR of 8-bit weights + Huffman."""
-    md = ["Same quantised symbols: ncodec's per-tensor entropy models + range coder vs per-tensor Huffman "
-          "(Huffman tables not counted).", "",
-          "| curve | size | PSNR-RGB | ncodec bytes | Huffman bytes | saving |", "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        md.append(f"| {r['curve']} | {r['size']} | {r['psnr-rgb']:.2f} | {r['bytes']} | {r['huffman_bytes']} | "
-                  f"{r['saving_pct']:.1f} % |")
-    md += ["", "Equal PSNR on the same trained network: 8-bit weights + Huffman (as trained, or after the same "
-           "QAT epochs at 8 bits) against ncodec at any bit depth, first with the same fine-tuning, then with any of "
-           "the measured settings (log-bytes interpolated in PSNR along ncodec's Pareto front):", "",
-           "| network | QAT epochs | 8-bit Huffman bytes | PSNR-RGB | ncodec, same fine-tuning | saving | "
-           "ncodec, any setting | saving |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for base in (r for r in rows if r["bits"] == 8):
-        same_net = [r for r in rows if (r["arch"], r["size"]) == (base["arch"], base["size"])]
-        cells = []
-        for pool in ([r for r in same_net if r["qat_epochs"] == base["qat_epochs"]], same_net):
-            at = equal_psnr_bytes([(r["psnr-rgb"], r["bytes"]) for r in pool], base["psnr-rgb"])
-            cells += ["n/a", "n/a"] if at is None else [str(round(at)), f"{100 * (1 - at / base['huffman_bytes']):.1f} %"]
-        md.append(f"| {base['arch']} {base['size']} | {base['qat_epochs']} | {base['huffman_bytes']} | "
-                  f"{base['psnr-rgb']:.2f} | {' | '.join(cells)} |")
-    (out_dir / "entropy.md").write_text("\n".join(md) + "\n")
-    (out_dir / "entropy.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return rows
 
 
 def add_arguments(p) -> None:
@@ -258,34 +167,48 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", default="8", help="comma-separated weight/embedding bit depths")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--qat-epochs", type=int, default=0)
-    p.add_argument("--huffman", action="store_true", help="also measure Huffman coding of the same symbols")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--crop", default=None, help="centre crop WxH before coding (e.g. 1280x640)")
     p.add_argument("--resize", default=None, help="resample to WxH before coding (after any crop)")
     p.add_argument("--checkpoint-dir", default=None, help="resumable fits: one checkpoint per codec and size here")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--anchor", default="libx264")
+    p.add_argument("--anchor", default=None,
+                   help="BD-rate reference curve (default: libx264 if swept, else the first classical codec, else "
+                        "the first codec's curve at the first --bits)")
     p.add_argument("--out", default="results/video")
+
+
+def default_anchor(codecs: list[str], bits: int, qat_epochs: int) -> str:
+    """The BD-rate anchor among ``codecs``: libx264, else the first classical codec, else the first
+    codec's curve at ``bits``."""
+    classical = [c for c in codecs if c in CLASSICAL]
+    if classical:
+        return "libx264" if "libx264" in classical else classical[0]
+    return _curve_name(codecs[0], bits, qat_epochs)
 
 
 def run(a) -> int:
     """``ncodec eval video``: sweep, write JSON, tables and plot, print the tables."""
-    from ncodec.errors import UsageError
+    from ncodec.errors import UsageError, check_input
     from ncodec.video.io import parse_wxh
 
+    clip = check_input(a.clip, folder=Path(a.clip).is_dir())
+    codecs = [c for c in a.codecs.split(",") if c]
     crop = parse_wxh(a.crop, "--crop") if a.crop else None
     size = parse_wxh(a.resize, "--resize") if a.resize else None
     try:
         bits = [int(b) for b in a.bits.split(",") if b]
     except ValueError:
         raise UsageError(f"--bits must be comma-separated integers, not {a.bits!r}") from None
+    if not codecs or not bits:
+        raise UsageError("--codecs and --bits must each name at least one value")
     try:
-        run_video_eval(Path(a.clip), [c for c in a.codecs.split(",") if c], Path(a.out),
-                       [s for s in a.sizes.split(",") if s], bits, a.epochs, a.qat_epochs, a.huffman, a.max_frames,
-                       crop, size, Path(a.checkpoint_dir) if a.checkpoint_dir else None, a.device, a.anchor)
+        run_video_eval(clip, codecs, Path(a.out), [s for s in a.sizes.split(",") if s], bits, a.epochs,
+                       a.qat_epochs, a.max_frames, crop, size,
+                       Path(a.checkpoint_dir) if a.checkpoint_dir else None, a.device,
+                       a.anchor or default_anchor(codecs, bits[0], a.qat_epochs))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for table in ("bdrate.md", "entropy.md"):
-        if (Path(a.out) / table).exists():
-            print((Path(a.out) / table).read_text())
+    if (Path(a.out) / "bdrate.md").exists():
+        print((Path(a.out) / "bdrate.md").read_text())
     return 0

@@ -43,21 +43,35 @@ def kodak_dir() -> Path:
 
 
 def terminate_training(args: list[str], out: Path) -> int:
-    """Run ``ncodec ARGS`` (a training command writing into ``out``), send it SIGTERM once its first
-    steps ran, and return the step its checkpoint holds (asserting it exited as interrupted)."""
+    """Run ``ncodec ARGS`` (a training command writing into ``out``), send it SIGTERM as soon as its
+    log.jsonl records a finished step (the trainers log the first step of every invocation), and
+    return the step its checkpoint holds, asserting it exited as interrupted."""
     import os
     import signal
     import subprocess
     import sys
+    import tempfile
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "ncodec.cli", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "log.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)   # the trainers open their log just before the first step
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+    log = out / "log.jsonl"
+    safety = time.monotonic() + 900   # only against hanging forever; never what a test measures
+    with tempfile.TemporaryFile("w+") as err:   # a file, not a pipe: the progress bar cannot fill it and block
+        proc = subprocess.Popen([sys.executable, "-m", "ncodec.cli", *args], stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True)
+        stepped = False
+        while proc.poll() is None and time.monotonic() < safety:
+            if log.exists() and log.read_text().endswith("\n"):
+                stepped = True
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.05)
+        try:
+            proc.wait(timeout=max(1.0, safety - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err.seek(0)
+        message = err.read()[-2000:]
+    assert stepped, f"training logged no step:\n{message}"
+    assert proc.returncode == 130 and "interrupted" in message, message
     return torch.load(out / "checkpoint.pt", weights_only=True)["step"]

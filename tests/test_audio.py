@@ -46,56 +46,23 @@ def music():
     return _clip(MUSIC, 3.0)
 
 
-@pytest.mark.parametrize("window", ["sine", "vorbis"])
-def test_mdct_reconstructs_exactly(window):
+def test_mdct_reconstructs_exactly():
     from ncodec.audio.mdct import frame_count, imdct, mdct
 
     hop, n = 960, 5000
     x = torch.randn(2, n, dtype=torch.float64)
     t = frame_count(n, hop)
     padded = torch.nn.functional.pad(x, (hop, (t + 1) * hop - n - hop))
-    y = imdct(mdct(padded, hop, window), hop, window)[:, hop:hop + n]
+    y = imdct(mdct(padded, hop), hop)[:, hop:hop + n]
     assert torch.allclose(y, x, atol=1e-9)
-    assert torch.allclose(mdct(padded, hop, window).pow(2).sum(), padded.pow(2).sum(), rtol=1e-9)   # orthonormal
-
-
-def test_vorbis_window_keeps_coding_noise_out_of_empty_bands(codec, music, monkeypatch):
-    """Music lowpassed at 5.5 kHz (as an MP3 or Vorbis source often is), 24 kbps: with the sine
-    window the coding noise of the loud band leaks into the empty one, the Vorbis window keeps it
-    out (mel distance about halved) at the same rate and SI-SDR.  Streams name their window:
-    sine-window streams, with the field or without it (older ncodec), still decode; an unknown
-    window is a clear error."""
-    from ncodec.audio.io import Resampler
-
-    x, rate = music
-    down, up = Resampler(2, rate, 11025), Resampler(2, 11025, rate)
-    low = np.concatenate([down(x), down(None)], axis=1)
-    x = np.concatenate([up(low), up(None)], axis=1)[:, :x.shape[1]].astype(np.float32)
-    streams = {}
-    for window in ("sine", "vorbis"):
-        monkeypatch.setattr(codec, "window", window)
-        streams[window] = Container.from_bytes(codec.encode(x, rate, kbps=24))
-    monkeypatch.undo()
-    sine, vorbis = streams["sine"], streams["vorbis"]
-    assert (sine.fields["win"], vorbis.fields["win"]) == (0, 1) and codec.window == "vorbis"
-    out = {w: codec.decode(c).samples for w, c in streams.items()}
-    assert abs(len(vorbis.to_bytes()) / len(sine.to_bytes()) - 1) < 0.05
-    assert mel_distance(x, out["vorbis"], rate) < 0.7 * mel_distance(x, out["sine"], rate)
-    assert si_sdr(x, out["vorbis"]) > si_sdr(x, out["sine"]) - 0.5
-    old = Container(sine.codec, sine.model, sine.weights_digest, {k: v for k, v in sine.fields.items() if k != "win"},
-                    sine.sections)
-    assert np.array_equal(codec.decode(old.to_bytes()).samples, out["sine"])
-    for wrong in (2, -1, 1.0, "1"):
-        bad = Container(sine.codec, sine.model, sine.weights_digest, {**sine.fields, "win": wrong}, sine.sections)
-        with pytest.raises(CorruptStreamError):
-            codec.decode(bad.to_bytes())
+    assert torch.allclose(mdct(padded, hop).pow(2).sum(), padded.pow(2).sum(), rtol=1e-9)   # orthonormal
 
 
 def test_latent_symbols_round_trip_exactly(codec, music):
     """Symbols, log-scales, band fill levels and frame boosts decode to exactly what the encoder coded."""
     from ncodec.audio import bandfill
+    from ncodec.audio.latent import zero_bin_variance
     from ncodec.audio.mdct import mdct
-    from ncodec.audio.model import zero_bin_variance
     from ncodec.entropy import from_fixed
 
     x, rate = music
@@ -108,7 +75,7 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     boosts = np.arange(40) % 11
     sections, symbols, scales, _ = codec.latent.compress(y, boosts, bandfill.CURRENT, codec.hop)
     decoded, decoded_scales, fraction, decoded_boosts = codec.latent.decompress(sections, tuple(y.shape),
-                                                                                bandfill.CURRENT, True, codec.hop)
+                                                                                bandfill.CURRENT, codec.hop)
     assert np.array_equal(decoded, symbols) and torch.equal(decoded_scales, scales)
     assert np.array_equal(decoded_boosts, boosts)
     assert np.abs(symbols).max() > 0
@@ -119,16 +86,16 @@ def test_latent_symbols_round_trip_exactly(codec, music):
     assert torch.equal(fraction[zeros], bandfill.fill_fraction(levels, y.shape[1], bandfill.CURRENT)[zeros])
 
 
-@pytest.mark.parametrize("mode", [1, 2, 3])
+@pytest.mark.parametrize("mode", [2, 3])
 def test_band_fill_levels_round_trip_in_every_layout(mode):
     """Any levels in range, on any pattern of cells that carry one (the others are never read),
-    decode exactly in the current layout and the older ones; the layouts partition the bins."""
+    decode exactly in both layouts; the bands partition the bins."""
     from ncodec.audio import bandfill
     from ncodec.entropy import SymbolDecoder, SymbolEncoder
 
     rng = np.random.default_rng(mode)
-    bands = len(bandfill.LAYOUTS[mode].edges) - 1
-    k_min, k_max = bandfill.LAYOUTS[mode].k_min, bandfill.K_MAX
+    bands = len(bandfill.MEL_EDGES) - 1
+    k_min, k_max = bandfill.K_MIN, bandfill.K_MAX
     levels = rng.integers(k_min, k_max + 1, size=(2, bands, 30))
     levels[:, :, 10:20] = np.clip(levels[:, :, 10:11] + rng.integers(-1, 2, size=(2, bands, 10)), k_min, k_max)
     levels[:, -3:, 20:] = k_min                                       # bands the input does not have
@@ -140,7 +107,7 @@ def test_band_fill_levels_round_trip_in_every_layout(mode):
     assert np.array_equal(decoded[cells], levels[cells])
     assert abs(8 * len(data) - bits) < 0.05 * bits + 64
     for bins in (240, 480, 960):
-        edges = bandfill.band_edges(bins, mode)
+        edges = bandfill.band_edges(bins)
         assert edges[0] == 0 and edges[-1] == bins and all(np.diff(edges) > 0)
 
 
@@ -180,11 +147,9 @@ def test_noise_fill_improves_mel_distance_and_decodes_the_same(codec, speech):
     assert si_sdr(x, filled) > si_sdr(x, plain) - 3
 
 
-def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, music, monkeypatch):
+def test_band_fill_beats_fixed_fill(codec, speech, monkeypatch):
     """The coded band levels give a lower mel distance than the fixed, scale-derived fill on the
-    same stream; the mel-spaced layout (``bf=2``) beats the older 13-band one on music at the same
-    rate, and streams in the older layouts (``bf=1`` and ``2``) still decode; a stream without the ``bf`` and
-    ``fb`` fields (older ncodec) decodes with the fixed fill; an unknown fill mode is a clear error."""
+    same stream; a stream without the ``bf`` field or with an unknown fill mode is a clear error."""
     from ncodec.audio import bandfill, frameboost
     from ncodec.audio.codec import AudioCodec
 
@@ -193,25 +158,21 @@ def test_band_fill_beats_fixed_fill_and_old_streams_still_decode(codec, speech, 
     c = Container.from_bytes(codec.encode(x, rate, kbps=12))
     assert c.fields["bf"] == bandfill.CURRENT == 3
     fixed = AudioCodec("mdct", codec.model, codec.latent, codec.digest, noise_fill=codec.config.noise_fill)
-    band_mel = mel_distance(x, codec.decode(c).samples, rate)
-    fixed_out = fixed.decode(c).samples
-    assert band_mel < 0.85 * mel_distance(x, fixed_out, rate)
-    old = Container(c.codec, c.model, c.weights_digest, {k: v for k, v in c.fields.items() if k not in ("bf", "fb")},
-                    c.sections)
-    assert np.array_equal(codec.decode(old.to_bytes()).samples, fixed_out)
-    bad = Container(c.codec, c.model, c.weights_digest, {**c.fields, "bf": 4}, c.sections)
-    with pytest.raises(CorruptStreamError):
-        codec.decode(bad.to_bytes())
+    assert mel_distance(x, codec.decode(c).samples, rate) < 0.85 * mel_distance(x, fixed.decode(c).samples, rate)
+    for fields in ({**c.fields, "bf": 4}, {**c.fields, "bf": 1}, {k: v for k, v in c.fields.items() if k != "bf"}):
+        with pytest.raises(CorruptStreamError):
+            codec.decode(Container(c.codec, c.model, c.weights_digest, fields, c.sections).to_bytes())
 
-    x, rate = music
-    mel, size = {}, {}
-    for mode in (2, 1):
-        monkeypatch.setattr(bandfill, "CURRENT", mode)
-        data = codec.encode(x, rate, kbps=24)
-        assert Container.from_bytes(data).fields["bf"] == mode
-        mel[mode], size[mode] = mel_distance(x, codec.decode(data).samples, rate), len(data)
-    assert size[2] < 1.03 * size[1] and mel[2] < 0.9 * mel[1]
-    assert mel[1] < 0.85 * mel_distance(x, fixed.decode(data).samples, rate)   # bf=1 levels still help
+
+def test_streams_of_an_older_format_version_ask_to_be_re_encoded(codec, speech):
+    """Streams of container format version 1 are refused with a message that says what to do."""
+    from ncodec.container import MAGIC
+
+    x, rate = speech
+    data = bytearray(codec.encode(x[:, :rate], rate, kbps=24))
+    data[len(MAGIC)] = 1
+    with pytest.raises(ModelMismatchError, match="older ncodec format version 1; re-encode"):
+        codec.decode(bytes(data))
 
 
 def test_band_fill_layout_follows_the_rate(codec, music):
@@ -252,12 +213,11 @@ def test_frame_boost_levels_follow_quietness():
 
 def test_frame_boost_lowers_mel_distance_at_equal_rate(codec, speech, monkeypatch):
     """Boosting the quiet frames (pauses) buys a lower mel distance at the same bitrate than
-    coding every frame with one step, for a little SI-SDR; an unknown boost mode is a clear error."""
+    coding every frame with one step, for a little SI-SDR."""
     from ncodec.audio import frameboost
 
     x, rate = speech
     boosted = Container.from_bytes(codec.encode(x, rate, kbps=48))
-    assert boosted.fields["fb"] == 1
     with monkeypatch.context() as m:
         m.setattr(frameboost, "measure_levels", lambda coefs: np.zeros(coefs.shape[-1], np.int64))
         plain = codec.encode(x, rate, kbps=48)
@@ -265,9 +225,6 @@ def test_frame_boost_lowers_mel_distance_at_equal_rate(codec, speech, monkeypatc
     out, ref = codec.decode(boosted).samples, codec.decode(plain).samples
     assert mel_distance(x, out, rate) < 0.9 * mel_distance(x, ref, rate)
     assert si_sdr(x, out) > 30                      # Opus: about 25 dB at 48 kbps
-    bad = Container(boosted.codec, boosted.model, boosted.weights_digest, {**boosted.fields, "fb": 3}, boosted.sections)
-    with pytest.raises(CorruptStreamError):
-        codec.decode(bad.to_bytes())
 
 
 def test_power_law_exponent_follows_the_signal_and_rate_and_inverts():
@@ -293,25 +250,22 @@ def test_power_law_exponent_follows_the_signal_and_rate_and_inverts():
     assert torch.allclose(powerlaw.compand(torch.tensor([powerlaw.PIVOT]), 850), torch.tensor([powerlaw.PIVOT]))
 
 
-def test_power_law_lowers_speech_mel_distance_at_high_rate_and_old_streams_decode(codec, speech):
+def test_power_law_lowers_speech_mel_distance_at_high_rate(codec, speech):
     """At 64 kbps the power-law quantizer (exponent 0.85, chosen for 16 kHz input) codes the speech
     clip's weak coefficients (its pauses, its quiet bands) finer than the linear one (``signal="music"``):
-    about 15 % lower mel distance at the same size and SI-SDR.  Linear streams carry no ``pw`` field
-    (as older ncodec wrote them) and decode the same with an explicit 1000; an exponent out of range
+    about 15 % lower mel distance at the same size and SI-SDR.  A missing exponent, one out of range
     or not an integer is a clear error, and so is an unknown signal."""
     x, rate = speech
     companded = Container.from_bytes(codec.encode(x, rate, kbps=64))
     linear = Container.from_bytes(codec.encode(x, rate, kbps=64, signal="music"))
-    assert companded.fields["pw"] == 850 and "pw" not in linear.fields
+    assert companded.fields["pw"] == 850 and linear.fields["pw"] == 1000
     assert abs(len(companded.to_bytes()) / len(linear.to_bytes()) - 1) < 0.05
     out, ref = codec.decode(companded).samples, codec.decode(linear).samples
     assert mel_distance(x, out, rate) < 0.9 * mel_distance(x, ref, rate)
     assert si_sdr(x, out) > si_sdr(x, ref) - 1.0
-    explicit = Container(linear.codec, linear.model, linear.weights_digest, {**linear.fields, "pw": 1000}, linear.sections)
-    assert np.array_equal(codec.decode(explicit.to_bytes()).samples, ref)
-    for wrong in (0, 499, 1001, 850.0, "850"):
-        bad = Container(companded.codec, companded.model, companded.weights_digest, {**companded.fields, "pw": wrong},
-                        companded.sections)
+    missing = {k: v for k, v in companded.fields.items() if k != "pw"}
+    for fields in [missing] + [{**companded.fields, "pw": wrong} for wrong in (0, 499, 1001, 850.0, "850")]:
+        bad = Container(companded.codec, companded.model, companded.weights_digest, fields, companded.sections)
         with pytest.raises(CorruptStreamError):
             codec.decode(bad.to_bytes())
     with pytest.raises(UsageError):
@@ -321,8 +275,6 @@ def test_power_law_lowers_speech_mel_distance_at_high_rate_and_old_streams_decod
 def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music):
     """``ncodec train audio --init`` on a tiny corpus: finite losses with the mel term, a resumed
     second invocation, and exported weights that code audio."""
-    import json
-
     from ncodec.api import assets_dir
     from ncodec.audio import app, train
     from ncodec.audio.io import write_audio
@@ -349,7 +301,7 @@ def test_zero_bin_variance_is_a_twelfth_for_huge_scales():
     garbage from about scale 1e4 on (1.8e20 at 1e12), which blew up fresh training runs."""
     import math
 
-    from ncodec.audio.model import zero_bin_variance
+    from ncodec.audio.latent import zero_bin_variance
 
     v = zero_bin_variance(torch.tensor([0.0, math.log(1e3), math.log(1e6), 50.0]))
     assert torch.isfinite(v).all() and v[0] < 1 / 12

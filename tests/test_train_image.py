@@ -135,7 +135,7 @@ def test_hard_quantization_codes_what_the_coder_codes_and_freezes_the_analysis_s
     then gives eval mode's likelihoods and reconstruction, with gradients reaching the entropy
     parameters) and leaves the analysis side (g_a, h_a, log_gain) as it was."""
     from ncodec.api import assets_dir
-    from ncodec.image.models import hard_quantizer
+    from ncodec.latent import hard_quantizer
     from ncodec.image.weights import export_model, load_weights
 
     model = load_weights(assets_dir() / "image-hyperprior.safetensors").model

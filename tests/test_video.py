@@ -1,5 +1,6 @@
 """Video codecs (NeRV, HNeRV): exact representation coding, fit quality, exact decode, resumable
 and deterministic fitting, clear errors on bad input and damaged streams, no partial outputs."""
+import signal
 import struct
 import zlib
 
@@ -8,11 +9,11 @@ import pytest
 import torch
 
 from conftest import DATA
+from ncodec import training
 from ncodec.container import Container
 from ncodec.errors import CorruptStreamError, InputError, UsageError
 from ncodec.eval.metrics import psnr
 from ncodec.video import app
-from ncodec.video import fit as fit_module
 from ncodec.video.bitstream import decode_tensors, encode_tensors, quantize_tensor
 from ncodec.video.codec import VideoCodec, read_tensors
 from ncodec.video.io import Video, read_video, write_video
@@ -123,19 +124,18 @@ def test_fit_is_deterministic_and_resumable(clip, tmp_path, monkeypatch):
     assert VideoCodec("hnerv", "cpu").encode(read_video(src, fps=25), **opts) == reference
 
     ckpt, dst = tmp_path / "fit.ckpt", tmp_path / "out.ncz"
-    save = fit_module.Checkpoint.maybe_save
+    end_step = training.TrainingLoop.end_step
 
-    def interrupt_after_two(self, epoch, epochs, model, opt):
-        self.every = 0
-        save(self, epoch, epochs, model, opt)
-        if epoch == 2:
-            raise KeyboardInterrupt
+    def sigterm_after_two(loop, stats=None):
+        end_step(loop, stats)
+        if loop.step == 2:        # a counter, not a timer: the signal comes right after the second epoch
+            signal.raise_signal(signal.SIGTERM)
 
-    monkeypatch.setattr(fit_module.Checkpoint, "maybe_save", interrupt_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(training.TrainingLoop, "end_step", sigterm_after_two)
+    with pytest.raises(KeyboardInterrupt):   # SIGTERM interrupts as Ctrl-C does, after saving the checkpoint
         app.encode_file(src, dst, "hnerv", "cpu", False, {**opts, "checkpoint": str(ckpt), "fps": "25"})
-    assert not dst.exists() and ckpt.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert not dst.exists() and torch.load(ckpt, weights_only=True)["epoch"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no partial output or checkpoint
     monkeypatch.undo()
     app.encode_file(src, dst, "hnerv", "cpu", False, {**opts, "checkpoint": str(ckpt), "fps": "25"})
     assert dst.read_bytes() == reference

@@ -1,5 +1,5 @@
 """How the file API and the command line reach the audio codec (the modality interface that
-:mod:`ncodec.api` expects of every ``ncodec.<modality>.app``)."""
+:mod:`ncodec.registry` describes)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,21 +8,31 @@ from pathlib import Path
 from ..container import Container
 from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
-from .powerlaw import LINEAR, SIGNALS, SPEECH_MAX_RATE
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
                   "8-48 kHz, 1-8 channels, --kbps or --quality 1-12"}
 DEFAULT_CODEC = "mdct"
 WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
-ENCODE_OPTIONS: list[tuple[str, dict]] = [
-    ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
-    ("--signal", {"choices": SIGNALS,
-                  "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer), "
-                          "music keeps the linear one; auto (default): speech for inputs sampled "
-                          f"at {SPEECH_MAX_RATE // 1000} kHz or less"}),
-]
-DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".wav"
+COMMANDS = {"train": "ncodec.audio.train", "eval": "ncodec.eval.rd_audio"}
+
+
+def encode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec encode`` for audio (``--quality`` is common to every modality)."""
+    from .powerlaw import SIGNALS, SPEECH_MAX_RATE
+
+    return [
+        ("--kbps", {"type": float, "help": "audio: target bitrate in kbit/s (default 24; or give --quality 1-12)"}),
+        ("--signal", {"choices": SIGNALS,
+                      "help": "audio: speech codes pauses and quiet bands finer (a power-law quantizer), "
+                              "music keeps the linear one; auto (default): speech for inputs sampled "
+                              f"at {SPEECH_MAX_RATE // 1000} kHz or less"}),
+    ]
+
+
+def decode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec decode`` for audio: none."""
+    return []
 
 
 def accepts(path: Path) -> bool:
@@ -34,7 +44,7 @@ def accepts(path: Path) -> bool:
 
 @lru_cache(maxsize=4)
 def _load(name: str, device: str, weights: str | None):
-    from ..api import assets_dir
+    from ..registry import assets_dir
     from .codec import AudioCodec
     from .latent import AudioLatentCodec
     from .weights import load_weights
@@ -107,6 +117,8 @@ def decode_file(container: Container, dst: Path, device: str, force: bool) -> st
 
 def describe(container: Container, nbytes: int) -> dict:
     """Bitrate, duration and format of an audio stream."""
+    from .powerlaw import LINEAR
+
     layout = _codec_for(container, "cpu").stream_layout(container)
     seconds = layout["n"] / layout["rate"]
     return {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],

@@ -6,72 +6,50 @@ coefficient from its coded scale, which puts noise into bands the input barely h
 leaves others too quiet.  Here the encoder *measures* it instead: per channel, band and tile
 (20 or 40 ms, :func:`tile_frames`) it takes the energy of the true gain-domain coefficients whose
 symbol is 0, divides it by the zero-bin variance their coded scales predict, and codes the
-level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps, clipped to the layout's ``k_min``
-.. ``K_MAX``); the decoder then fills those zeros with the fraction ``4 ** k`` of the predicted
+level ``k = round(log4(FILL_TARGET x ratio))`` (6 dB steps, clipped to ``K_MIN`` .. ``K_MAX``);
+the decoder then fills those zeros with the fraction ``4 ** k`` of the predicted
 variance.  Only cells holding at least one zero carry a level (the decoder finds them from the
 symbols it has already decoded).  The levels follow the chunk's ``y`` symbols in the same
 range-coded section.
 
-Three layouts (the stream's ``bf`` field, :data:`LAYOUTS`):
+Bands: 32 of about equal width on the mel scale (:data:`MEL_EDGES`), about one critical band
+each (300 Hz at 2 kHz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the
+band layout *is* the decoded spectral envelope there.  Levels go from -72 dB (:data:`K_MIN`: the
+bands above a lowpassed input's cutoff) to +24 dB.  Each level is predicted from the previous tile
+and the band below by the median edge detector of LOCO-I (:func:`_predict`); the residual is
+coded with one of four fixed tables chosen from the previous tile (:func:`_contexts`,
+:data:`RESIDUAL_COUNTS`): about 1.7 bits a cell.  Bands that start above the input's Nyquist
+frequency carry no levels (16 kHz speech: 9 of the 32; the decoder's resampler removes whatever is
+filled there).
 
-* ``bf=3`` (what the encoder writes since 2026-12-05, ninth session): ``bf=2``'s bands and
-  coding on 20 ms tiles, with residual tables measured on those tiles: the fill follows the
-  signal's level twice as closely in time (speech pauses, onsets) for about twice the levels.
-* ``bf=2`` (written below 5 kbps per channel, where ``bf=3``'s levels would not fit, and by
-  older encoders at every rate): 32 bands of about equal width on the mel scale
-  (:data:`MEL_EDGES`), about one critical band each (300 Hz at 2 kHz, where the older layout's
-  bands are 800 Hz).  At 24 kbps nearly every coefficient above 1 kHz is noise fill, so the
-  band layout *is* the decoded spectral envelope there; 40 ms tiles.  Each level is predicted from the
-  previous tile and the band below by the median edge detector of LOCO-I (:func:`_predict`);
-  the residual is coded with one of four fixed tables chosen from the previous tile
-  (:func:`_contexts`, :data:`RESIDUAL_COUNTS`): about 1.7 bits a cell.  Bands that start above
-  the input's Nyquist frequency carry no levels (16 kHz speech: 9 of the 32; the decoder's
-  resampler removes whatever is filled there).  Levels go down to -72 dB (the older layout
-  stopped at -48 dB, which left the bands above a lowpassed input's cutoff too loud: 5-11 % of
-  the mel distance on two training files at 24 kbps).
-* ``bf=1`` (older streams): 13 wider bands on 40 ms tiles (:data:`LEGACY_EDGES`), each level coded as its
-  difference from the same band's previous level with one two-sided geometric table.
+Two layouts, which differ in their tiles (the stream's ``bf`` field, :data:`TILE_SAMPLES`):
+``bf=3`` (20 ms tiles: the fill follows the signal's level closely in time, speech pauses and
+onsets) and ``bf=2`` (40 ms tiles, half the levels: for targets below 5 kbps per channel, where
+``bf=3``'s levels would not fit), each with residual tables measured on its own tiles.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..entropy import SymbolDecoder, SymbolEncoder
-from ..entropy.tables import geometric_delta_table, stack_rows
+from ..entropy.tables import stack_rows
 
 # Band edges in MDCT bins at hop 960 (25 Hz each), scaled for other hops by band_edges().
-LEGACY_EDGES = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 560, 960)
 MEL_EDGES = (0, 4, 8, 12, 16, 21, 27, 33, 40, 48, 57, 67, 79, 91, 105, 121, 138, 158, 180, 204, 232, 262, 296,
              335, 377, 425, 479, 538, 605, 679, 763, 856, 960)
-
-
-@dataclass(frozen=True)
-class Layout:
-    edges: tuple[int, ...]   # band edges in MDCT bins at hop 960
-    k_min: int               # the lowest level (fill fraction 4 ** k_min)
-    tile_samples: int        # each level covers this many samples at 48 kHz
-
-
-MEL_K_MIN = -12      # the lowest level of the mel-spaced layouts (-72 dB)
-# by the stream's ``bf`` value: 40 ms tiles in layouts 1 and 2, 20 ms in layout 3
-LAYOUTS = {1: Layout(LEGACY_EDGES, -8, 1920), 2: Layout(MEL_EDGES, MEL_K_MIN, 1920),
-           3: Layout(MEL_EDGES, MEL_K_MIN, 960)}
+TILE_SAMPLES = {2: 1920, 3: 960}   # by the stream's ``bf`` value: samples at 48 kHz each level covers
 CURRENT = 3          # the layout the encoder writes, except at low rates (:func:`layout_for`)
 LOW_RATE = 2         # the layout for targets under LOW_RATE_KBPS per coded channel or qualities under LOW_RATE_QUALITY
 LOW_RATE_KBPS = 5.0
 LOW_RATE_QUALITY = 4.0   # 0-based (the CLI's --quality 5)
-WRITTEN = (LOW_RATE, CURRENT)   # the layouts an encoder may write (chunks hold whole tiles of each)
+K_MIN = -12          # the lowest level (fill fraction 4 ** -12, -72 dB)
 K_MAX = 4            # the highest level (fill fraction 4 ** 4)
 K_START = -1         # the level before a band's first cell (0.25, the scale-derived fill's default)
 FILL_TARGET = 0.6    # encoder's share of the measured energy (noise of the right level still adds error)
-DELTA_DECAY = 0.3    # bf=1: P(d) ~ DELTA_DECAY ** |d| over every possible difference
-DELTA_TABLE = geometric_delta_table(K_MAX - LAYOUTS[1].k_min, DELTA_DECAY)
-RESIDUAL_SPAN = K_MAX - MEL_K_MIN   # bf=2 and 3 residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
+RESIDUAL_SPAN = K_MAX - K_MIN   # residuals lie in -RESIDUAL_SPAN .. RESIDUAL_SPAN
 
-# bf=2 and 3: residual counts -16 .. 16 per context (:func:`_contexts`), each measured with its
+# Residual counts -16 .. 16 per context (:func:`_contexts`), each measured with its
 # layout on ten training files (none held out for evaluation) at 6, 12, 24, 48 and 64 kbps (first
 # 10 s of each, every trial encode of the rate search), plus one so that every residual stays codable.
 RESIDUAL_COUNTS = {2: (
@@ -106,22 +84,21 @@ def layout_for(kbps_per_channel: float | None, quality: float | None) -> int:
     return LOW_RATE if low else CURRENT
 
 
-def band_edges(bins: int, mode: int) -> list[int]:
-    """Band edges of layout ``mode`` for ``bins`` MDCT bins (the 960-bin edges, scaled)."""
-    edges = LAYOUTS[mode].edges
-    return [round(e * bins / edges[-1]) for e in edges]
+def band_edges(bins: int) -> list[int]:
+    """Band edges for ``bins`` MDCT bins (the 960-bin edges, scaled)."""
+    return [round(e * bins / MEL_EDGES[-1]) for e in MEL_EDGES]
 
 
 def tile_frames(bins: int, mode: int) -> int:
     """Frames per level of layout ``mode`` for a hop of ``bins`` samples (layout 3 at the shipped
     480: 2)."""
-    return max(1, LAYOUTS[mode].tile_samples // bins)
+    return max(1, TILE_SAMPLES[mode] // bins)
 
 
 def _cell_sums(v: torch.Tensor, mode: int) -> torch.Tensor:
     """(B, bins, 1, T) -> (B, bands, T / tile): sums over each band and tile of layout ``mode``."""
     b, bins, _, t = v.shape
-    edges, tile = band_edges(bins, mode), tile_frames(bins, mode)
+    edges, tile = band_edges(bins), tile_frames(bins, mode)
     cs = torch.nn.functional.pad(v[:, :, 0].double().cumsum(1), (0, 0, 1, 0))
     bands = cs[:, edges[1:]] - cs[:, edges[:-1]]
     return bands.reshape(b, len(edges) - 1, t // tile, tile).sum(-1)
@@ -129,12 +106,11 @@ def _cell_sums(v: torch.Tensor, mode: int) -> torch.Tensor:
 
 def coded_cells(y_sym: np.ndarray, mode: int, top_bin: int) -> np.ndarray:
     """Boolean (B, bands, T / tile): the cells holding at least one zero symbol (those carry a
-    level); in layouts 2 and 3 only in the bands that start below bin ``top_bin`` (the input's
-    Nyquist frequency: the decoder's resampler removes whatever is filled above it)."""
+    level), in the bands that start below bin ``top_bin`` (the input's Nyquist frequency: the
+    decoder's resampler removes whatever is filled above it)."""
     zeros = torch.from_numpy(y_sym == 0).to(torch.float64)
     cells = (_cell_sums(zeros, mode) > 0).numpy()
-    if mode >= 2:
-        cells[:, sum(e < top_bin for e in band_edges(y_sym.shape[1], mode)[:-1]):] = False
+    cells[:, sum(e < top_bin for e in band_edges(y_sym.shape[1])[:-1]):] = False
     return cells
 
 
@@ -145,29 +121,20 @@ def measure_levels(y: torch.Tensor, y_sym: np.ndarray, variance: torch.Tensor, m
     energy = _cell_sums(y.detach().double().cpu() ** 2 * zeros, mode)
     predicted = _cell_sums(variance.double().cpu() * zeros, mode)
     ratio = FILL_TARGET * energy / predicted.clamp_min(1e-30)
-    k_min = LAYOUTS[mode].k_min
-    k = torch.round(torch.log(ratio.clamp_min(4.0**(k_min - 1))) / np.log(4.0))
-    return k.clamp(k_min, K_MAX).long().numpy()
-
-
-def _rows(cells: np.ndarray):
-    """Per (channel, band) row: the tile indices of its coded cells, in coding order (bf=1)."""
-    b, n, _ = cells.shape
-    for c in range(b):
-        for band in range(n):
-            yield c, band, np.flatnonzero(cells[c, band])
+    k = torch.round(torch.log(ratio.clamp_min(4.0**(K_MIN - 1))) / np.log(4.0))
+    return k.clamp(K_MIN, K_MAX).long().numpy()
 
 
 def _contexts(previous: np.ndarray) -> np.ndarray:
-    """bf=2 and 3: table row per band from the previous tile's levels: 3 where the level and its band
-    below's are both the lowest (bands the input does not have), else min(|level - band below's|, 2)."""
+    """Table row per band from the previous tile's levels: 3 where the level and its band below's
+    are both the lowest (bands the input does not have), else min(|level - band below's|, 2)."""
     below = np.concatenate([[K_START], previous[:-1]])
-    return np.where((previous == MEL_K_MIN) & (below == MEL_K_MIN), 3, np.minimum(np.abs(previous - below), 2))
+    return np.where((previous == K_MIN) & (below == K_MIN), 3, np.minimum(np.abs(previous - below), 2))
 
 
 def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residual: bool
              ) -> tuple[np.ndarray, np.ndarray]:
-    """One bf=2 or 3 tile, bands upwards: each level is predicted by the median of (left, below,
+    """One tile, bands upwards: each level is predicted by the median of (left, below,
     left + below - left's below) (left = the previous tile's level, below = this tile's band
     below); coded bands take ``values`` (residuals to add when ``residual``, else the levels
     themselves), the others their prediction.  Returns the tile's levels and residuals."""
@@ -177,45 +144,16 @@ def _predict(previous: np.ndarray, coded: np.ndarray, values: np.ndarray, residu
         guess = min(max(left + below - below_left, min(left, below)), max(left, below))
         level = guess
         if coded[band]:
-            level = min(max(guess + int(values[band]), MEL_K_MIN), K_MAX) if residual else int(values[band])
+            level = min(max(guess + int(values[band]), K_MIN), K_MAX) if residual else int(values[band])
         levels[band], residuals[band] = level, level - guess
         below, below_left = level, left
     return levels, residuals
 
 
 def encode_levels(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray, mode: int) -> float:
-    """Code the levels of the coded cells; returns their ideal bit count."""
-    if mode == 1:
-        return _encode_deltas(enc, levels, cells)
-    return _encode_predicted(enc, levels, cells, RESIDUAL_TABLES[mode])
-
-
-def decode_levels(dec: SymbolDecoder, cells: np.ndarray, mode: int) -> np.ndarray:
-    """The levels :func:`encode_levels` coded (cells without a level hold a value that fills nothing)."""
-    return _decode_deltas(dec, cells) if mode == 1 else _decode_predicted(dec, cells, RESIDUAL_TABLES[mode])
-
-
-def _encode_deltas(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray) -> float:
-    """bf=1: every coded cell's difference from its band's previous coded level, in one call."""
-    deltas = [np.diff(levels[c, band, tiles], prepend=K_START) for c, band, tiles in _rows(cells)]
-    deltas = np.concatenate(deltas) if deltas else np.zeros(0, np.int64)
-    index = np.zeros(len(deltas), np.int64)
-    enc.encode(deltas, index, DELTA_TABLE)
-    return DELTA_TABLE.ideal_bits(deltas, index)
-
-
-def _decode_deltas(dec: SymbolDecoder, cells: np.ndarray) -> np.ndarray:
-    levels = np.full(cells.shape, K_START, np.int64)
-    deltas = dec.decode(np.zeros(int(cells.sum()), np.int64), DELTA_TABLE)
-    pos = 0
-    for c, band, tiles in _rows(cells):
-        levels[c, band, tiles] = K_START + np.cumsum(deltas[pos:pos + len(tiles)])
-        pos += len(tiles)
-    return np.clip(levels, LAYOUTS[1].k_min, K_MAX)
-
-
-def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray, tables) -> float:
-    """bf=2 and 3: each tile's residuals in one call (its tables depend on the tile before it)."""
+    """Code the levels of the coded cells in layout ``mode``, each tile's residuals in one call (its
+    tables depend on the tile before it); returns their ideal bit count."""
+    tables = RESIDUAL_TABLES[mode]
     residuals, indices = [], []
     for c in range(levels.shape[0]):
         previous = np.full(levels.shape[1], K_START, np.int64)
@@ -232,7 +170,9 @@ def _encode_predicted(enc: SymbolEncoder, levels: np.ndarray, cells: np.ndarray,
     return tables.ideal_bits(np.concatenate(residuals), np.concatenate(indices))
 
 
-def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray, tables) -> np.ndarray:
+def decode_levels(dec: SymbolDecoder, cells: np.ndarray, mode: int) -> np.ndarray:
+    """The levels :func:`encode_levels` coded (cells without a level hold a value that fills nothing)."""
+    tables = RESIDUAL_TABLES[mode]
     levels = np.full(cells.shape, K_START, np.int64)
     for c in range(cells.shape[0]):
         previous = np.full(cells.shape[1], K_START, np.int64)
@@ -248,7 +188,7 @@ def _decode_predicted(dec: SymbolDecoder, cells: np.ndarray, tables) -> np.ndarr
 
 
 def fill_fraction(levels: np.ndarray, bins: int, mode: int) -> torch.Tensor:
-    """Per-coefficient fill fraction (B, bins, 1, T) from levels (B, bands, T / tile)."""
-    widths = torch.tensor(np.diff(band_edges(bins, mode)))
+    """Per-coefficient fill fraction (B, bins, 1, T) from levels (B, bands, T / tile) of layout ``mode``."""
+    widths = torch.tensor(np.diff(band_edges(bins)))
     frac = torch.from_numpy(4.0 ** levels.astype(np.float64)).float()
     return frac.repeat_interleave(widths, dim=1).repeat_interleave(tile_frames(bins, mode), dim=2)[:, :, None]

@@ -12,33 +12,26 @@ quantized through a power law (:mod:`.powerlaw`), music linearly.  Memory stays 
 chunk on both sides; the decoder restores the original rate, channel count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
-(samples at the model rate), ``cf`` (frames per chunk), ``win`` (the MDCT window, an index
-into :data:`.mdct.WINDOWS`; streams without it used the sine window), ``bf`` (each chunk's
-``y`` payload ends with band fill levels in this layout of :mod:`.bandfill`: 3, or 2 at low
-rates and in older streams, or 1; streams without it use the config's fixed fill), ``fb`` (1: then come the chunk's
-frame boost levels, :mod:`.frameboost`; streams without it have none), ``pw`` (the power-law
-quantizer's exponent in thousandths, :mod:`.powerlaw`; streams without it are linear), and per chunk ``q``
-(quality x 1000), ``zl`` and ``yl`` (bytes of its z and y payloads in the ``z`` and ``y``
-sections).
+(samples at the model rate), ``cf`` (frames per chunk), ``bf`` (the band fill layout of
+:mod:`.bandfill`: 3, or 2 at low rates), ``pw`` (the power-law quantizer's exponent in
+thousandths, :mod:`.powerlaw`; 1000 is linear), and per chunk ``q`` (quality x 1000), ``zl`` and
+``yl`` (bytes of its z and y payloads in the ``z`` and ``y`` sections).  A chunk's ``y`` payload
+holds its symbols, then its band fill levels, then its frame boost levels (:mod:`.frameboost`).
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from ..container import Container
-from ..entropy import EntropyCodingError
-from ..entropy import from_fixed
-from ..entropy.fixedpoint import ACT_FRAC
+from ..entropy import EntropyCodingError, from_fixed
 from ..errors import CorruptStreamError, InputError, UsageError
 from . import bandfill, frameboost, powerlaw
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
-from .mdct import WINDOW, WINDOWS, frame_count, imdct, mdct
-from .model import SCALE_MIN
+from .mdct import frame_count, imdct, mdct
 
 CHUNK_SECONDS = 5.0
 RATE_TOLERANCE = 0.03       # the search stops within 3 % of each chunk's budget
@@ -165,21 +158,19 @@ class AudioCodec:
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
                  chunk_frames: int | None = None, noise_fill: float | None = None):
         """``chunk_frames`` (default: about :data:`CHUNK_SECONDS`) must be a multiple of :attr:`frame_step`;
-        ``noise_fill`` overrides the zero-bin noise fill a stream codes (its band levels) or the model
-        config's fraction for older streams (0 = pure MSE decoding)."""
+        ``noise_fill`` decodes with this fixed fraction of the scale-derived zero-bin fill instead of the
+        band levels a stream codes (0 = pure MSE decoding)."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
-        self.frame_step = math.lcm(*(self._frame_step(mode) for mode in bandfill.WRITTEN))   # either layout fits
+        self.frame_step = math.lcm(*(self._frame_step(mode) for mode in bandfill.TILE_SAMPLES))   # either layout fits
         if chunk_frames is None:
             chunk_frames = max(1, round(CHUNK_SECONDS * self.rate / self.hop / self.frame_step)) * self.frame_step
         if chunk_frames < self.frame_step or chunk_frames % self.frame_step:
             raise ValueError(f"chunk_frames must be a positive multiple of {self.frame_step}")
         self.chunk_frames, self.noise_fill = chunk_frames, noise_fill
-        self.window = WINDOW                           # the MDCT window the encoder writes
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self.stats: dict[str, float] = {}
 
     @property
     def qualities(self) -> list[float]:
@@ -224,11 +215,10 @@ class AudioCodec:
         other arguments as for :meth:`encode`."""
         kbps, q_fixed = self._target(kbps, quality)
         hop, frames = self.hop, self.chunk_frames
-        t0 = time.perf_counter()
         chunks = {"q": [], "zl": [], "yl": []}
         payload = {"z": [], "y": []}
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
-        total, ideal_bits, q_prev = 0, 0.0, 4.5
+        total, q_prev = 0, 4.5
         per_channel = None if kbps is None else kbps / channels
         reservoir = None if kbps is None else RateReservoir(kbps, self.rate)
         settings = StreamSettings(bandfill.layout_for(per_channel, q_fixed), self._top_bin(rate),
@@ -241,9 +231,8 @@ class AudioCodec:
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
                 budget = reservoir.budget(frames * hop, chunks) if reservoir else None
-                q_prev, bits = self._code_chunk(buf[:, :(frames + 1) * hop], budget, q_fixed, q_prev, settings, chunks,
-                                                payload)
-                ideal_bits += bits
+                q_prev = self._code_chunk(buf[:, :(frames + 1) * hop], budget, q_fixed, q_prev, settings, chunks,
+                                          payload)
                 buf = buf[:, frames * hop:]
                 if progress:
                     progress(frames * hop)
@@ -255,46 +244,41 @@ class AudioCodec:
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
             budget = reservoir.budget(valid, chunks) if reservoir else None
-            q_prev, bits = self._code_chunk(piece, budget, q_fixed, q_prev, settings, chunks, payload)
-            ideal_bits += bits
+            q_prev = self._code_chunk(piece, budget, q_fixed, q_prev, settings, chunks, payload)
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
                 progress(valid)
-        n = source_samples()
-        self.stats = {"seconds": time.perf_counter() - t0, "ideal_bits": ideal_bits}
-        fields = {"rate": rate, "ch": channels, "n": n, "m": total, "cf": frames, "win": WINDOWS.index(self.window),
-                  "bf": settings.band_fill, "fb": 1, **chunks}
-        if settings.exponent != powerlaw.LINEAR:       # linear streams stay as older encoders wrote them
-            fields["pw"] = settings.exponent
+        fields = {"rate": rate, "ch": channels, "n": source_samples(), "m": total, "cf": frames,
+                  "bf": settings.band_fill, "pw": settings.exponent, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})
 
     def _frame_step(self, band_fill: int) -> int:
         """Chunks (and the padded tail chunk) are multiples of this many frames: whole z groups (4 frames)
-        and whole band fill tiles of layout ``band_fill`` (0: none)."""
-        return math.lcm(4, bandfill.tile_frames(self.hop, band_fill) if band_fill else 1)
+        and whole band fill tiles of layout ``band_fill``."""
+        return math.lcm(4, bandfill.tile_frames(self.hop, band_fill))
 
     def _top_bin(self, rate: int) -> int:
         """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
         return self.hop * min(rate, self.rate) // self.rate
 
     def _code_chunk(self, x: np.ndarray, budget: float | None, q_fixed, q_guess: float, settings: StreamSettings,
-                    chunks: dict, payload: dict) -> tuple[float, float]:
+                    chunks: dict, payload: dict) -> float:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
-        at the quality whose size meets ``budget`` bytes; returns (quality, ideal bits)."""
+        at the quality whose size meets ``budget`` bytes; returns the quality."""
         with torch.no_grad():
-            coefs = mdct(torch.from_numpy(x).to(self.device), self.hop, self.window)
+            coefs = mdct(torch.from_numpy(x).to(self.device), self.hop)
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, (sections, bits) = q_fixed, self._compress(coefs, q_fixed, boosts, settings)
+            q, sections = q_fixed, self._compress(coefs, q_fixed, boosts, settings)
         else:
-            q, (sections, bits) = self._search(coefs, budget, q_guess, boosts, settings)
+            q, sections = self._search(coefs, budget, q_guess, boosts, settings)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
-        return q, bits
+        return q
 
     def _quantizer_input(self, coefs: torch.Tensor, q: float, exponent: int) -> torch.Tensor:
         """What the quantizer rounds: the coefficients times the gains of quality ``q`` (as the stream
@@ -303,25 +287,16 @@ class AudioCodec:
         with torch.no_grad():
             return powerlaw.compand(coefs * self.model.gains(torch.tensor([q], device=coefs.device)), exponent)
 
-    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, settings: StreamSettings
-                  ) -> tuple[dict, float]:
+    def _compress(self, coefs: torch.Tensor, q: float, boosts: np.ndarray, settings: StreamSettings) -> dict:
         y = self._quantizer_input(coefs, q, settings.exponent)
-        sections, _, _, bits = self.latent.compress(y, boosts, settings.band_fill, settings.top_bin)
-        return sections, bits
+        return self.latent.compress(y, boosts, settings.band_fill, settings.top_bin)[0]
 
     @torch.no_grad()
     def _estimate_bytes(self, coefs: torch.Tensor, q: float, exponent: int) -> float:
-        """Ideal size of a chunk from the float model (several times cheaper than the exact path)."""
-        from ..image.models import gaussian_likelihood
-
-        y = self._quantizer_input(coefs, q, exponent)
-        prior = self.latent.z_prior
-        z_sym = prior.quantize(self.model.h_a(y).float())
-        hyper = self.model.h_s(from_fixed(prior.dequantize_fixed(z_sym)).to(y.device))
-        y_hat = torch.round(y)
-        scale = torch.exp(self.model.log_scales(hyper, y_hat)).clamp(SCALE_MIN, self.config.scale_max)
-        bits = prior.ideal_bits(z_sym) - float(torch.log2(gaussian_likelihood(y_hat, scale)).sum())
-        return bits / 8
+        """Ideal size of a chunk's symbols from the model's evaluation forward (several times cheaper
+        than the exact path)."""
+        _, _, likelihoods = self.model.latent_forward(self._quantizer_input(coefs, q, exponent))
+        return sum(float(-torch.log2(lik).sum()) for lik in likelihoods) / 8
 
     def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, settings: StreamSettings):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
@@ -330,14 +305,14 @@ class AudioCodec:
         top, extra, best = float(self.config.levels - 1), 0.0, None
         for _ in range(3):
             q = _secant(lambda v: max(self._estimate_bytes(coefs, v, settings.exponent) + extra, 1.0), budget, q, top)
-            sections, bits = self._compress(coefs, q, boosts, settings)
+            sections = self._compress(coefs, q, boosts, settings)
             size = len(sections["z"]) + len(sections["y"])
             if best is None or abs(size - budget) < abs(best[1] - budget):
-                best = (q, size, sections, bits)
+                best = (q, size, sections)
             if abs(size - budget) <= RATE_TOLERANCE * budget or (q == top and size < budget) or (q == 0 and size > budget):
                 break
             extra = size - self._estimate_bytes(coefs, q, settings.exponent)
-        return best[0], (best[2], best[3])
+        return best[0], best[2]
 
     # -- decoding ------------------------------------------------------------------------
     def check_stream(self, c: Container) -> None:
@@ -345,8 +320,8 @@ class AudioCodec:
         c.check_made_by("audio", self.name, self.digest)
 
     def stream_layout(self, c: Container) -> dict:
-        """The validated fields of a stream: rate, ch, n, m, window, top_bin (the input's Nyquist bin), bf, fb, pw,
-        and per chunk (frames, q, z bytes, y bytes)."""
+        """The validated fields of a stream: rate, ch, n, m, top_bin (the input's Nyquist bin), bf, pw, and
+        per chunk (frames, q, z bytes, y bytes)."""
         self.check_stream(c)
         rate, ch, n, m, cf = (c.require(k) for k in ("rate", "ch", "n", "m", "cf"))
         q, zl, yl = (c.require(k, list) for k in ("q", "zl", "yl"))
@@ -354,15 +329,9 @@ class AudioCodec:
             raise CorruptStreamError(f"ncodec file declares invalid audio ({ch} channels, {n} samples at {rate} Hz)")
         if abs(m - n * self.rate / rate) > 2 * self.hop:
             raise CorruptStreamError("ncodec file declares inconsistent audio lengths")
-        band_fill, boosted = c.fields.get("bf", 0), c.fields.get("fb", 0)
-        window = c.require("win") if "win" in c.fields else 0
-        if not 0 <= window < len(WINDOWS):
-            raise CorruptStreamError("ncodec file declares an unknown MDCT window")
-        if band_fill not in (0, *bandfill.LAYOUTS):
+        band_fill, exponent = c.require("bf"), c.require("pw")
+        if band_fill not in bandfill.TILE_SAMPLES:
             raise CorruptStreamError("ncodec file declares an unknown noise-fill mode")
-        if boosted not in (0, 1):
-            raise CorruptStreamError("ncodec file declares an unknown frame boost mode")
-        exponent = c.require("pw") if "pw" in c.fields else powerlaw.LINEAR
         if not powerlaw.MIN_EXPONENT <= exponent <= powerlaw.LINEAR:
             raise CorruptStreamError("ncodec file declares an invalid power-law exponent")
         step = self._frame_step(band_fill)
@@ -378,8 +347,8 @@ class AudioCodec:
             raise CorruptStreamError("ncodec file declares an invalid quality")
         last = total - (count - 1) * cf
         sizes = [cf] * (count - 1) + [-(-last // step) * step]
-        return {"rate": rate, "ch": ch, "n": n, "m": m, "window": WINDOWS[window], "top_bin": self._top_bin(rate),
-                "bf": band_fill, "fb": bool(boosted), "pw": exponent, "chunks": list(zip(sizes, q, zl, yl))}
+        return {"rate": rate, "ch": ch, "n": n, "m": m, "top_bin": self._top_bin(rate), "bf": band_fill, "pw": exponent,
+                "chunks": list(zip(sizes, q, zl, yl))}
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream, chunk by chunk (``m`` samples in all)."""
@@ -405,26 +374,23 @@ class AudioCodec:
 
     def _decode_chunk(self, sections: dict, frames: int, q: float, seed: int, layout: dict) -> np.ndarray:
         shape = (layout["ch"], self.hop, 1, frames)
-        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, layout["bf"], layout["fb"],
-                                                                    layout["top_bin"])
-        fill = fraction.to(self.device) if fraction is not None and self.noise_fill is None else self.noise_fill
+        y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, layout["bf"], layout["top_bin"])
+        fill = fraction.to(self.device) if self.noise_fill is None else self.noise_fill
         with torch.no_grad():
             y_hat = torch.from_numpy(y_sym).float().to(self.device)
-            log_scale = (log_scale / 2**ACT_FRAC).float().to(self.device)
+            log_scale = from_fixed(log_scale).to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
             y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
             y_rec = powerlaw.expand(y_rec, layout["pw"]) / gain / frameboost.factors(boosts, self.device)
-            return imdct(y_rec, self.hop, layout["window"]).cpu().numpy()
+            return imdct(y_rec, self.hop).cpu().numpy()
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""
         c = data if isinstance(data, Container) else Container.from_bytes(data)
         layout = self.stream_layout(c)
-        t0 = time.perf_counter()
         resample = Resampler(layout["ch"], self.rate, layout["rate"])
         parts = [resample(b) for b in self.decode_blocks(c)] + [resample(None)]
         x = np.concatenate(parts, axis=1)[:, :layout["n"]]
         if x.shape[1] < layout["n"]:
             x = np.pad(x, ((0, 0), (0, layout["n"] - x.shape[1])))
-        self.stats = {"seconds": time.perf_counter() - t0}
         return DecodedAudio(x, layout["rate"])

@@ -5,7 +5,7 @@ float32 ``(channels, samples)`` blocks already converted to the requested rate. 
 (:class:`AudioWriter`) takes blocks at the model rate and converts them back to the file's
 own rate.  :class:`Resampler` runs torchaudio's windowed-sinc resampler block by block; a
 16 kHz -> 48 kHz -> 16 kHz round trip keeps 51.6 dB SI-SDR of speech (libswresample's default
-filter, used until 2026-12-04, kept 43.8 dB, which capped the codec's SI-SDR at high rates).
+filter keeps 43.8 dB, which would cap the codec's SI-SDR at high rates).
 """
 from __future__ import annotations
 

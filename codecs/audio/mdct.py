@@ -8,13 +8,11 @@ squared error in the coefficients equals squared error in the waveform, which is
 codec's MSE training and SI-SDR reward.  Coefficients are laid out as ``(B, hop, 1, T)``:
 frequency bins are channels and frames run along the last axis, like an image row.
 
-Two windows, both power-complementary (so the transform stays orthonormal): the sine window,
-and the Vorbis window ``sin(pi/2 sin^2(.))``, whose spectrum falls off much faster away from
-its main lobe.  Through the quantizer the difference is where the coding noise goes: with
-the sine window the noise of loud coefficients leaks into the quiet parts of the spectrum
-(valleys between harmonics, bands a lowpassed source left empty), where log-spectral
-measures such as the eval's mel distance count it.  Encoders write the Vorbis window since 2026-12-05 (ninth
-session); a stream names its window (:data:`WINDOWS`), older streams used the sine window.
+The window is Vorbis's ``sin(pi/2 sin^2(.))``: power-complementary (so the transform stays
+orthonormal), and its spectrum falls off much faster away from its main lobe than the sine
+window's, which keeps the coding noise of loud coefficients out of the quiet parts of the
+spectrum (valleys between harmonics, bands a lowpassed source left empty), where log-spectral
+measures such as the eval's mel distance count it.
 """
 from __future__ import annotations
 
@@ -25,19 +23,12 @@ import torch
 import torch.nn.functional as F
 
 
-WINDOWS = ("sine", "vorbis")   # a stream's ``win`` field indexes this
-WINDOW = "vorbis"              # what encoders write and training uses
-
-
 @lru_cache(maxsize=8)
-def _basis(hop: int, window: str) -> torch.Tensor:
+def _basis(hop: int) -> torch.Tensor:
     """(2 hop, hop) windowed, orthonormal MDCT basis (float64)."""
-    if window not in WINDOWS:
-        raise ValueError(f"unknown MDCT window {window!r}")
     n = torch.arange(2 * hop, dtype=torch.float64)
     k = torch.arange(hop, dtype=torch.float64)
-    sine = torch.sin(math.pi * (n + 0.5) / (2 * hop))
-    window = sine if window == "sine" else torch.sin(math.pi / 2 * sine ** 2)
+    window = torch.sin(math.pi / 2 * torch.sin(math.pi * (n + 0.5) / (2 * hop)) ** 2)
     cos = torch.cos(math.pi / hop * (n[:, None] + 0.5 + hop / 2) * (k[None, :] + 0.5))
     return window[:, None] * cos * math.sqrt(2.0 / hop)
 
@@ -47,18 +38,18 @@ def frame_count(samples: int, hop: int) -> int:
     return -(-samples // hop) + 1
 
 
-def mdct(x: torch.Tensor, hop: int, window: str = WINDOW) -> torch.Tensor:
+def mdct(x: torch.Tensor, hop: int) -> torch.Tensor:
     """``(B, (T + 1) * hop)`` samples (already padded by one hop in front) -> ``(B, hop, 1, T)``."""
     frames = x.unfold(-1, 2 * hop, hop)                       # (B, T, 2 hop)
-    coefs = frames @ _basis(hop, window).to(x.device, x.dtype)   # (B, T, hop)
+    coefs = frames @ _basis(hop).to(x.device, x.dtype)   # (B, T, hop)
     return coefs.transpose(1, 2).unsqueeze(2)
 
 
-def imdct(coefs: torch.Tensor, hop: int, window: str = WINDOW) -> torch.Tensor:
+def imdct(coefs: torch.Tensor, hop: int) -> torch.Tensor:
     """``(B, hop, 1, T)`` -> ``(B, (T + 1) * hop)`` overlap-added samples (same alignment as :func:`mdct`).
 
     The first and last hop are incomplete (they need the neighbouring frames)."""
     b, _, _, t = coefs.shape
-    frames = coefs[:, :, 0].transpose(1, 2) @ _basis(hop, window).to(coefs.device, coefs.dtype).T   # (B, T, 2 hop)
+    frames = coefs[:, :, 0].transpose(1, 2) @ _basis(hop).to(coefs.device, coefs.dtype).T   # (B, T, 2 hop)
     out = F.fold(frames.transpose(1, 2), output_size=(1, (t + 1) * hop), kernel_size=(1, 2 * hop), stride=(1, hop))
     return out.view(b, -1)

@@ -23,8 +23,7 @@ from 32 kbps per coded channel and 0.9 below, where it trades: at 6-12 kbps PESQ
 average (-0.03 to +0.19) and the mel distance by 0.5-0.9 % (the model was trained linear, so its
 entropy model sees companded values it was not trained on).
 
-A stream names its exponent (field ``pw``, thousandths; streams without it are linear, as
-every stream before 2026-12-05's tenth session was).
+A stream names its exponent (field ``pw``, thousandths; :data:`LINEAR` is the linear quantizer).
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ from ..errors import UsageError
 
 SIGNALS = ("auto", "speech", "music")
 SPEECH_MAX_RATE = 16000      # "auto": inputs sampled at this rate or less are speech
-LINEAR = 1000                # thousandths: music, and streams without the field
+LINEAR = 1000                # thousandths: the linear quantizer (music)
 # speech: (the lowest bitrate per coded channel, exponent in thousandths), highest rate first
 EXPONENTS = ((32.0, 850), (0.0, 900))
 QUALITY_EXPONENTS = ((8.0, 850), (0.0, 900))   # the same for a fixed 0-based quality (about 32 kbps on speech)

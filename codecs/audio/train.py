@@ -11,15 +11,14 @@ decoder restores it).  The reconstruction is the decoder's (:meth:`AudioModel.re
 noise fill included), so the learned noise-fill shaper (``--fill-width``) trains on it.
 ``--init`` warm-starts from a safetensors weights file (its config, with ``--noise-fill`` /
 ``--fill-width`` applied).  Files named in ``--exclude`` (the evaluation set) are never read.
-Checkpoints are written atomically (also on Ctrl-C and SIGTERM); rerunning with the same ``--out`` resumes.  ``--export``
-writes the safetensors weights at the end.
+The loop is :class:`ncodec.training.TrainingLoop`: checkpoints every few minutes, at the end and on
+Ctrl-C or SIGTERM; rerunning with the same ``--out`` resumes.  ``--export`` writes the safetensors
+weights at the end.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from ..checkpoints import save_atomic, sigterm_as_interrupt
-from ..errors import UsageError
+from ..errors import InputError, UsageError
+from ..training import RDOptimizer, TrainingLoop, export, run_folder
 from .io import READ_SUFFIXES, AudioReader
 from .mdct import frame_count, imdct, mdct
 from .mel import log_mel_l1
@@ -81,7 +80,7 @@ class FrameCorpus:
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in READ_SUFFIXES
                        and p.name not in exclude)
         if not files:
-            raise ValueError(f"no training audio under {folder}")
+            raise InputError(f"no training audio ({', '.join(sorted(READ_SUFFIXES))}) under {folder}")
         self.signals: dict[str, list[tuple[torch.Tensor, int]]] = {}
         for path in tqdm(files, desc="transforming corpus", unit="file", leave=False):
             reader = AudioReader(path, rate)
@@ -152,16 +151,14 @@ def run(args) -> int:
         raise UsageError("--frames must be a positive multiple of 4")
     if args.hop and args.init:
         raise UsageError("--hop makes a new model; a warm start keeps the hop of its weights (drop --hop or --init)")
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt, log = run_folder(Path(args.out))
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    state = ckpt.load(device)
     if state is not None:
         config = AudioModelConfig.from_dict(state["config"])
         if args.hop and args.hop != config.hop:
-            raise UsageError(f"{ckpt_path} holds a model with hop {config.hop}; resume without --hop {args.hop}")
+            raise UsageError(f"{ckpt.path} holds a model with hop {config.hop}; resume without --hop {args.hop}")
         model = AudioModel(config)
     else:
         from .weights import training_model
@@ -173,17 +170,14 @@ def run(args) -> int:
         config = model.config
     model = model.to(device)
     named = dict(model.named_parameters())
-    aux_params = [p for n, p in named.items() if n.endswith(".quantiles")]
-    gain_params = [named["log_gain"]]
-    other = [p for n, p in named.items() if not n.endswith(".quantiles") and n != "log_gain"]
-    optimizer = torch.optim.Adam([{"params": other, "scale": 1.0}, {"params": gain_params, "scale": 0.1}], lr=args.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
-    step, elapsed_before = 0, 0.0
+    optimizer = RDOptimizer([([p for n, p in named.items() if not n.endswith(".quantiles") and n != "log_gain"], 1.0),
+                             ([named["log_gain"]], 0.1)],
+                            [p for n, p in named.items() if n.endswith(".quantiles")], args.lr)
+    step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step, elapsed_before = state["step"], state["elapsed"]
+        optimizer.load_state_dict(state)
+        step, elapsed = state["step"], state["elapsed"]
         rng.seed(args.seed + step)
         torch.manual_seed(args.seed + step)
         print(f"resuming from step {step}")
@@ -191,66 +185,33 @@ def run(args) -> int:
     corpus = FrameCorpus(Path(args.data), set(args.exclude), config.hop, config.sample_rate, rng)
     print(f"corpus: {corpus.files} files, " + ", ".join(
         f"{c} {sum(s.shape[1] for s, _ in corpus.signals[c]) // 2} frames" for c in corpus.categories))
-    started = last_ckpt = time.monotonic()
 
-    def progress() -> float:
-        frac = step / args.steps
-        if args.max_minutes:
-            frac = max(frac, (elapsed_before + time.monotonic() - started) / (60 * args.max_minutes))
-        return frac
-
-    def checkpoint():
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "aux_optimizer": aux_optimizer.state_dict(), "step": step,
-                      "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict()}, ckpt_path)
+    def checkpoint() -> dict:
+        return {"model": model.state_dict(), **optimizer.state_dict(), "step": loop.step, "elapsed": loop.elapsed,
+                "config": config.to_dict()}
 
     model.train()
-    bar = tqdm(total=args.steps, initial=step, desc="train audio", unit="step", dynamic_ncols=True)
-    try:
-        with open(out_dir / "log.jsonl", "a") as log, sigterm_as_interrupt():
-            while step < args.steps and progress() < 1.0 and not (
-                    args.stop_after_minutes and time.monotonic() - started > 60 * args.stop_after_minutes):
-                lr = args.lr * (0.1 if progress() >= 0.85 else 1.0)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["scale"]
-                coefs, rates = corpus.batch(args.batch, frames)
-                coefs = coefs.to(device)
-                quality = torch.rand(args.batch, device=device) * (config.levels - 1)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
-                    out = model(coefs, quality)
-                loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(other + gain_params, 1.0)
-                optimizer.step()
-                aux = model.aux_loss()
-                aux_optimizer.zero_grad(set_to_none=True)
-                aux.backward()
-                aux_optimizer.step()
-                step += 1
-                bar.update(1)
-                if step % 20 == 0:
-                    kbps = bits.item() * config.sample_rate / 1000
-                    stats = {"step": step, "loss": round(loss.item(), 4), "kbps": round(kbps, 2),
-                             "snr": round(snr.item(), 2), "mel": round(mel.item(), 4), "aux": round(aux.item(), 1), "lr": lr}
-                    bar.set_postfix(loss=stats["loss"], kbps=stats["kbps"], snr=stats["snr"], mel=stats["mel"])
-                    if step % 200 == 0:
-                        log.write(json.dumps(stats) + "\n")
-                        log.flush()
-                if time.monotonic() - last_ckpt > 300:
-                    checkpoint()
-                    last_ckpt = time.monotonic()
-    except KeyboardInterrupt:
-        checkpoint()   # Ctrl-C (or SIGTERM) keeps the progress made since the last checkpoint
-        raise
-    bar.close()
-    checkpoint()
+    loop = TrainingLoop(args.steps, "train audio", checkpoint, ckpt, log, start=step, elapsed=elapsed,
+                        max_minutes=args.max_minutes, stop_after_minutes=args.stop_after_minutes,
+                        shown=("loss", "kbps", "snr", "mel"))
+    with loop:
+        while not loop.over():
+            lr = loop.lr(args.lr)
+            optimizer.set_lr(lr)
+            coefs, rates = corpus.batch(args.batch, frames)
+            coefs = coefs.to(device)
+            quality = torch.rand(args.batch, device=device) * (config.levels - 1)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
+                out = model(coefs, quality)
+            loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
+            aux = optimizer.step(loss, model.aux_loss)
+            loop.end_step(lambda: {"loss": round(loss.item(), 4),
+                                   "kbps": round(bits.item() * config.sample_rate / 1000, 2),
+                                   "snr": round(snr.item(), 2), "mel": round(mel.item(), 4),
+                                   "aux": round(aux.item(), 1), "lr": lr})
     if args.export:
         from .weights import export_model
-        model.eval()
-        digest = export_model(model.cpu().float(), Path(args.export),
-                              extra={"trained_steps": step, "held_out": list(args.exclude)})
-        print(f"exported {args.export} (digest {digest.hex()})")
+        export(export_model, model, Path(args.export), {"trained_steps": loop.step, "held_out": list(args.exclude)})
     return 0
 
 

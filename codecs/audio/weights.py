@@ -30,18 +30,16 @@ class LoadedWeights:
         self.model, self.z_prior, self.digest, self.extra = model, z_prior, digest, extra
 
 
-def _rebuild(f, path: Path, trainable: bool, **overrides) -> AudioModel:
-    """The model a weights file describes (its config updated by ``overrides``), with its tensors.
-    An inference model skips the trainable z density (its coder tables replace it); a trainable one
-    keeps it, and a learned noise-fill shaper the file lacks starts neutral."""
+def _rebuild(f, path: Path, warm_start: bool, **overrides) -> AudioModel:
+    """The model a weights file describes (its config updated by ``overrides``), with its tensors;
+    for a ``warm_start``, a learned noise-fill shaper the file lacks starts neutral."""
     try:
-        model = AudioModel(AudioModelConfig.from_dict({**f.config, **overrides}), trainable_prior=trainable)
-        missing, unexpected = model.load_state_dict(f.state() if trainable else f.state(skip=("coder.", "z_prior.")),
-                                                    strict=False)
+        model = AudioModel(AudioModelConfig.from_dict({**f.config, **overrides}))
+        missing, unexpected = model.load_state_dict(f.state(), strict=False)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelMismatchError(f"{path} does not fit the audio model ({str(exc).splitlines()[-1].strip()})") from None
-    if trainable:
-        missing = [k for k in missing if not k.startswith("fill.") and not any(b in k for b in RANS_BUFFERS)]
+    missing = [k for k in missing
+               if not any(b in k for b in RANS_BUFFERS) and not (warm_start and k.startswith("fill."))]
     if missing or unexpected:
         raise ModelMismatchError(f"{path} does not fit the audio model (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")
@@ -49,15 +47,15 @@ def _rebuild(f, path: Path, trainable: bool, **overrides) -> AudioModel:
 
 
 def load_weights(path: Path) -> LoadedWeights:
-    """Read a weights file (no pickle), verify its digest and rebuild the inference model in eval
-    mode (without the trainable z density, whose coder tables are loaded instead)."""
+    """Read a weights file (no pickle), verify its digest and rebuild the model in eval mode, with
+    the z prior's coder tables."""
     f = read_weights(path, FORMAT, "audio model")
-    return LoadedWeights(_rebuild(f, path, trainable=False).eval(), read_prior(f.tensors, PRIOR), f.digest, f.extra)
+    return LoadedWeights(_rebuild(f, path, warm_start=False).eval(), read_prior(f.tensors, PRIOR), f.digest, f.extra)
 
 
 def training_model(init: Path | None = None, **overrides) -> AudioModel:
-    """A trainable model (with its z density): fresh, or warm-started from weights file ``init``
+    """A model to train: fresh, or warm-started from weights file ``init``
     (its config updated by ``overrides``, e.g. ``fill_width``)."""
     if init is None:
         return AudioModel(AudioModelConfig(**overrides))
-    return _rebuild(read_weights(init, FORMAT, "audio model"), init, trainable=True, **overrides)
+    return _rebuild(read_weights(init, FORMAT, "audio model"), init, warm_start=True, **overrides)

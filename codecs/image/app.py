@@ -1,13 +1,12 @@
-"""How the file API and the command line reach the image codecs (the modality interface
-that :mod:`ncodec.api` expects of every ``ncodec.<modality>.app``)."""
+"""How the file API and the command line reach the image codecs (the modality interface that
+:mod:`ncodec.registry` describes)."""
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from ..api import DEFAULT_IMAGE_CODEC as DEFAULT_CODEC
 from ..container import Container
-from ..errors import CorruptStreamError, UsageError
+from ..errors import CorruptStreamError, ModelMismatchError, UsageError
 from ..fileio import check_output, write_bytes
 
 CODECS = {
@@ -15,18 +14,29 @@ CODECS = {
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
     "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
 }
+DEFAULT_CODEC = "slice"          # the best shipped model on Kodak (README, "Kodak RD")
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
+DECODED_SUFFIX = ".png"
+COMMANDS = {"train": "ncodec.image.train", "eval": "ncodec.eval.rd_image"}
 _PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
                               "help": "image: analysis/synthesis transforms in this precision (default float32 on "
                                       "CPU, bfloat16 on CUDA; bfloat16 is about 2-3x faster on CPUs with AMX or "
                                       "AVX512-BF16); any precision decodes any stream, results differ slightly"})
-ENCODE_OPTIONS: list[tuple[str, dict]] = [     # --quality is common to every modality
-    ("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
-                                       "(e.g. 100; slower encoding, smaller files, same decoder)"}),
-    _PRECISION,
-]
-DECODE_OPTIONS: list[tuple[str, dict]] = [_PRECISION]
-DECODED_SUFFIX = ".png"
+
+
+def encode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec encode`` for images (``--quality`` is common to every modality)."""
+    return [("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
+                                               "(e.g. 100; slower encoding, smaller files, same decoder)"}),
+            _PRECISION,
+            ("--keep-metadata", {"action": "store_true",
+                                 "help": "image: also carry the EXIF (orientation reset, the pixels being upright) "
+                                         "and XMP metadata; the ICC colour profile is always carried"})]
+
+
+def decode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec decode`` for images."""
+    return [_PRECISION]
 
 
 def accepts(path: Path) -> bool:
@@ -38,7 +48,7 @@ def accepts(path: Path) -> bool:
 
 @lru_cache(maxsize=8)
 def _load(name: str, device: str, weights: str | None, precision: str | None, compile: bool):
-    from ..api import assets_dir
+    from ..registry import assets_dir
     from .codec import ImageCodec, latent_codec_for
     from .weights import load_weights
 
@@ -58,42 +68,56 @@ def load_codec(name: str, device: str, weights: str | Path | None = None, precis
 
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
-    """Encode one image file into an ``.ncz`` file."""
-    from .io import read_image
+    """Encode one image file, upright, into an ``.ncz`` file with its ICC profile (and with
+    ``keep_metadata``, its EXIF and XMP) in the stream's metadata sections."""
+    from .io import read_image_and_metadata
 
     check_output(dst, force)
-    image = read_image(src)
+    image, metadata = read_image_and_metadata(src, keep_metadata=bool(options.get("keep_metadata")))
+    extra = metadata.to_sections(str(src))
     data = load_codec(codec or DEFAULT_CODEC, device, precision=options.get("precision")).encode(
         image, quality=options.get("quality"), refine=options.get("refine") or 0)
+    if extra:
+        stream = Container.from_bytes(data)
+        stream.sections.update(extra)
+        data = stream.to_bytes()
     write_bytes(dst, data, force)
     h, w = image.shape[:2]
     bpp = 8 * len(data) / (h * w)
-    return {"bytes": len(data), "bpp": bpp, "width": w, "height": h,
-            "summary": f"{len(data)} bytes, {bpp:.4f} bpp"}
+    return {"bytes": len(data), "bpp": bpp, "width": w, "height": h, "metadata": list(extra),
+            "summary": f"{len(data)} bytes, {bpp:.4f} bpp" + (f", with {', '.join(extra)}" if extra else "")}
 
 
 def decode(container: Container, device: str, precision: str | None = None):
     """Container -> HxWxC uint8 image (``precision`` of the synthesis transform as in :func:`load_codec`)."""
     if container.model not in CODECS:
-        from ..errors import ModelMismatchError
-
         raise ModelMismatchError(f"stream needs image model {container.model!r}, which this ncodec does not ship")
     return load_codec(container.model, device, precision=precision).decode(container)
 
 
 def decode_file(container: Container, dst: Path, device: str, force: bool, precision: str | None = None) -> str:
-    """Decode to a lossless image file (PNG, BMP, TIFF or lossless WebP)."""
+    """Decode to a lossless image file (PNG, BMP, TIFF or lossless WebP) with the stream's ICC
+    profile, EXIF and XMP embedded where the format can hold them; the summary names them."""
     from .io import write_image
+    from .metadata import ImageMetadata
 
     check_output(dst, force)
+    metadata = ImageMetadata.from_sections(container.sections)
     image = decode(container, device, precision)
-    write_image(Path(dst), image, force)
-    return f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]}"
+    dropped = write_image(Path(dst), image, force, metadata)
+    kept = [name for name in metadata.present() if name not in dropped]
+    return (f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]}" + (f", with {', '.join(kept)}" if kept else "")
+            + (f", {', '.join(dropped)} not written to {Path(dst).suffix}" if dropped else ""))
 
 
 def describe(container: Container, nbytes: int) -> dict:
-    """bpp and quality of an image stream."""
+    """bpp and quality of an image stream, and whether it carries an ICC profile and metadata."""
+    from .metadata import present_in
+
     w, h = container.require("w"), container.require("h")
     if w <= 0 or h <= 0:
         raise CorruptStreamError("ncodec file declares an empty image")
-    return {"bpp": 8 * nbytes / (w * h), "quality": container.require("q") / 1000}
+    carried = present_in(container.sections)
+    return {"bpp": 8 * nbytes / (w * h), "quality": container.require("q") / 1000,
+            "icc_profile": "icc" in carried,
+            "metadata": ", ".join(name for name in carried if name != "icc") or "none"}

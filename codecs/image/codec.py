@@ -11,14 +11,13 @@ RGBA codes the colour lossy and the alpha plane *losslessly* in its own section.
 from __future__ import annotations
 
 import copy
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..container import Container
-from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder, coder_totals
+from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
 from ..entropy.tiling import run_tiled
 from ..entropy.tables import stack_rows
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
@@ -113,9 +112,6 @@ class ImageCodec:
         self._run_analysis, self._run_synthesis = self._analyse, self._synthesise
         if self.compiled:
             self._run_analysis, self._run_synthesis = torch.compile(self._analyse), torch.compile(self._synthesise)
-        # of the last encode/decode: seconds per stage ("entropy" includes its range "coding"); encode also
-        # the symbols range-coded and their ideal bits
-        self.stats: dict[str, float] = {}
 
     @property
     def qualities(self) -> list[float]:
@@ -168,12 +164,10 @@ class ImageCodec:
         arr, channels = as_image_array(image)
         h, w = arr.shape[:2]
         rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
-        t0 = time.perf_counter()
         x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         pad = (0, (-w) % PAD, 0, (-h) % PAD)
         x = F.pad(x, pad, mode="replicate")
-        gain, _ = self._gains(q)
-        y = run_tiled(self._run_analysis, x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
+        y = self.analyse(x, q)
         if refine:
             from .refine import refine_latent
 
@@ -181,32 +175,37 @@ class ImageCodec:
             refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE,
                                     bf16=self.device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
         del x
-        t1 = time.perf_counter()
-        data = self._to_stream(y, q, arr, channels, t0, t1)
+        data = self._to_stream(y, q, arr, channels)
         if refine:      # keep the refined latent only if it wins by the real measure: file size and decoded pixels
-            other = self._to_stream(refined, q, arr, channels, t0, t1)
+            other = self._to_stream(refined, q, arr, channels)
             if self._real_loss(other, rgb, q) < self._real_loss(data, rgb, q):
                 data = other
         return data
 
-    def _to_stream(self, y: torch.Tensor, q: float, arr: np.ndarray, channels: int, t0: float, t1: float) -> bytes:
-        """Code a gain-scaled latent into container bytes (and record the timing split)."""
+    def analyse(self, x: torch.Tensor, q: float) -> torch.Tensor:
+        """Encoding's transform stage: the gain-scaled latent of a padded (1, 3, H, W) image in [0, 1]
+        at quality ``q``, tile by tile."""
+        gain, _ = self._gains(q)
+        return run_tiled(self._run_analysis, x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
+
+    def _to_stream(self, y: torch.Tensor, q: float, arr: np.ndarray, channels: int) -> bytes:
+        """Code a gain-scaled latent into container bytes."""
+        sections, _ = self.latent.compress(y, level=int(q) - 1)
+        return self.pack(sections, q, arr, channels)
+
+    def pack(self, sections: dict, q: float, arr: np.ndarray, channels: int) -> bytes:
+        """Encoding's last stage: the latent codec's sections of image ``arr`` (and its alpha plane,
+        coded losslessly, when ``channels`` is 4) in container bytes."""
         h, w = arr.shape[:2]
-        c1, n1 = coder_totals()
-        sections, ideal_bits = self.latent.compress(y, level=int(q) - 1)
-        c2, n2 = coder_totals()
-        self.stats = {"transform": t1 - t0, "entropy": time.perf_counter() - t1, "coding": c2 - c1,
-                      "symbols": n2 - n1, "ideal_bits": ideal_bits}
         fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
         if channels == 4:
+            sections = {**sections}
             sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
         return Container("image", self.name, self.digest, fields, sections).to_bytes()
 
     def _real_loss(self, data: bytes, rgb: np.ndarray, q: float) -> float:
         """lambda(q) * MSE (8-bit scale) + bits per pixel of a whole stream, as refinement optimises it."""
-        stats = self.stats
         decoded = self.decode(data)[:, :, :3].astype(np.float64)
-        self.stats = stats
         mse = float(((decoded - rgb) ** 2).mean()) if decoded.shape == rgb.shape else \
             float(((np.repeat(decoded[:, :, :1], 3, axis=2) - rgb) ** 2).mean())
         lam = float(self.model.lambdas_for(torch.tensor([q - 1.0]))[0])
@@ -227,24 +226,27 @@ class ImageCodec:
         q = qm / 1000
         if not 1 <= q <= self.config.levels:
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        ph, pw = h + (-h) % PAD, w + (-w) % PAD
-        shape = (1, self.config.M, ph // STRIDE, pw // STRIDE)
         try:
-            return self._decode(c, shape, q, h, w, channels)
+            return self._decode(c, self.latent_shape(h, w), q, h, w, channels)
         except KeyError as exc:
             raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
         except EntropyCodingError as exc:
             raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
 
-    def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
-        t0, c0 = time.perf_counter(), coder_totals()[0]
-        y_hat = self.latent.decompress(c.sections, shape, level=int(q) - 1)
-        t1, coding = time.perf_counter(), coder_totals()[0] - c0
+    def latent_shape(self, h: int, w: int) -> tuple:
+        """The latent's shape (1, M, H, W) for an image of h x w pixels (padded to a multiple of PAD)."""
+        return 1, self.config.M, (h + (-h) % PAD) // STRIDE, (w + (-w) % PAD) // STRIDE
+
+    def synthesise(self, y_hat: torch.Tensor, q: float, h: int, w: int) -> np.ndarray:
+        """Decoding's transform stage: the h x w x 3 uint8 image of a decoded gain-scaled latent at
+        quality ``q``, tile by tile."""
         _, inv_gain = self._gains(q)
         x_hat = run_tiled(self._run_synthesis, y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
                           self.margin)[0, :, :h, :w]
-        out = x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        self.stats = {"entropy": t1 - t0, "coding": coding, "transform": time.perf_counter() - t1}
+        return x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+    def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
+        out = self.synthesise(self.latent.decompress(c.sections, shape, level=int(q) - 1), q, h, w)
         if channels == 1:
             return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         if channels == 4:
@@ -255,7 +257,7 @@ class ImageCodec:
 
 def latent_codec_for(model, priors: dict):
     """The latent codec matching one of ncodec's own architectures."""
-    from .latent_codecs import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec
+    from .models import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec
 
     arch = model.config.arch
     if arch == "factorized":

@@ -17,8 +17,7 @@ from torch import nn
 from ..entropy import FactorizedPrior
 from ..errors import UsageError
 from .codec import ImageCodec
-from .latent_codecs import FactorizedLatentCodec, HyperpriorLatentCodec
-from .models import ImageModelConfig
+from .models import FactorizedLatentCodec, HyperpriorLatentCodec, ImageModelConfig
 from ..weightsfile import tensors_digest
 
 

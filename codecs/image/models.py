@@ -16,25 +16,34 @@ it back, so one set of weights serves every quality.  The hyperprior and slice m
 accept any real quality between two levels (gains are interpolated geometrically);
 the factorized model has one density per level and therefore only integer qualities.
 
-The modules here are the *training-time* models: they return likelihoods for the
-rate term.  Everything that feeds the range coder at inference is re-expressed in
-exact integer arithmetic by :mod:`ncodec.entropy.fixedpoint`, so only layer types it
-supports (Conv2d, ConvTranspose2d, ReLU, LeakyReLU) are used on those paths.
+Each architecture's model (an ``nn.Module`` whose forward returns the likelihoods of the
+rate term, for training and evaluation) is followed by its *latent codec*, which codes the
+same latent exactly (``compress`` / ``decompress``, in the composable style of CompressAI's
+``latent_codecs``): every number that reaches the range coder comes from exact fixed-point
+networks (:class:`ncodec.entropy.FixedPointNet`), so only layer types they support (Conv2d,
+ConvTranspose2d, ReLU, LeakyReLU) are used on those paths, and a stream encoded on one machine
+or device decodes bit-exactly on any other.  The fixed-point networks run on the codec's device
+(float64 holding integers is exact on a GPU too: any summation order gives the same integers);
+the range coder and its table lookups run on the CPU; the reconstruction refinements (latent
+residual prediction) run in float on the transform device.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 
+from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, from_fixed
+from ..entropy.fixedpoint import ACT_FRAC
+from ..latent import (HyperLatentCodec, Quantizer, bottleneck_likelihood, gaussian_likelihood, hyper_forward,
+                      interpolate_levels, noise_quantizer, rounding_quantizer, ste_round, training_quantizer)
+
 # MSE lambdas (on 8-bit scale: loss = lambda * 255^2 * mse + bpp) of CompressAI's qualities 1-6.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
-SCALE_BOUND = 0.11
 
 
 @dataclass
@@ -194,64 +203,25 @@ def lrp_net(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Rounding with a straight-through gradient."""
-    return x + (torch.round(x) - x).detach()
+_ONE = float(1 << ACT_FRAC)
 
 
-# A quantizer stands in for rounding the (mean-removed) latent ``v``: it returns the values the
-# rate term sees and the values the synthesis sees.  Training uses additive noise for the rate
-# and straight-through rounding for synthesis; evaluation rounds both; encoder-side refinement
-# (:mod:`ncodec.image.refine`) passes its own annealed soft rounding.
-Quantizer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+def _symbols_to_fixed(symbols: np.ndarray, means_fixed: torch.Tensor) -> torch.Tensor:
+    """Decoded symbols + the exact fixed-point means -> the quantized latent in fixed point (in place:
+    large latents)."""
+    return torch.from_numpy(symbols).to(means_fixed.device, torch.float64).mul_(_ONE).add_(means_fixed)
 
 
-def training_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return v + torch.empty_like(v).uniform_(-0.5, 0.5), ste_round(v)
+def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
+    """Encoder side: round(y - mean) with the exact fixed-point mean (in place: large latents)."""
+    d = y.detach().to(means_fixed.device, torch.float64, copy=True)
+    return d.sub_(means_fixed, alpha=1 / _ONE).round_().long().cpu().numpy()
 
 
-def rounding_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r = torch.round(v)
-    return r, r
-
-
-def noise_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Additive noise for both (how the hyper-latent z is trained, as in CompressAI)."""
-    n = v + torch.empty_like(v).uniform_(-0.5, 0.5)
-    return n, n
-
-
-def hard_quantizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Straight-through rounding for both: the values the coder sees, with gradients for the means
-    and scales that predict them (the "hard" fine-tuning phase of Guo et al. 2021, soft-then-hard)."""
-    r = ste_round(v)
-    return r, r
-
-
-# Buffers that are constructor constants, never read from a weights file: the shipped files carry
-# the hyper-prior's 1e-9 likelihood bound as 0, which let soft-rounded latents reach zero
-# likelihood (an infinite rate, NaN in encoder-side refinement).
-CONSTANT_BUFFERS = ("likelihood_lower_bound.bound",)
-
-
-def bottleneck_likelihood(bottleneck: EntropyBottleneck, values: torch.Tensor) -> torch.Tensor:
-    """Likelihoods of given (B, C, H, W) values under a CompressAI ``EntropyBottleneck``,
-    differentiable in the values (its own forward rounds without a gradient outside training)."""
-    c = values.shape[1]
-    lik, _, _ = bottleneck._likelihood(values.transpose(0, 1).reshape(c, 1, -1))
-    if bottleneck.use_likelihood_bound:
-        lik = bottleneck.likelihood_lower_bound(lik)
-    return lik.reshape(c, values.shape[0], *values.shape[2:]).transpose(0, 1)
-
-
-def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """P(v - 0.5 < Y < v + 0.5) for a zero-mean Gaussian, computed in float32."""
-    values = values.float().abs()
-    scales = scales.float().clamp_min(SCALE_BOUND)
-    c = 1.0 / math.sqrt(2.0)
-    upper = torch.special.erfc(c * (values - 0.5) / scales)
-    lower = torch.special.erfc(c * (values + 0.5) / scales)
-    return (0.5 * (upper - lower)).clamp_min(1e-9)
+def _z_shape(hyper: HyperLatentCodec, y_shape: tuple) -> tuple:
+    """The hyper-latent's shape: 1/4 of the latent's resolution."""
+    n, _, h, w = y_shape
+    return n, hyper.channels, h // 4, w // 4
 
 
 class ImageModel(nn.Module):
@@ -268,26 +238,14 @@ class ImageModel(nn.Module):
         self.log_gain = nn.Parameter((init - init.mean())[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
 
-    # -- gains -------------------------------------------------------------------------
     def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample gain and inverse gain, shape (B, M, 1, 1); quality in [0, L-1]."""
-        q = quality.clamp(0, self.config.levels - 1).float()
-        lo = q.floor().long().clamp(max=self.config.levels - 2) if self.config.levels > 1 else q.long() * 0
-        t = (q - lo.float())[:, None]
-        hi = (lo + 1).clamp(max=self.config.levels - 1)
-
-        def interp(table):
-            return torch.exp(table[lo] * (1 - t) + table[hi] * t)[:, :, None, None]
-
-        return interp(self.log_gain), interp(self.log_inv_gain)
+        return (interpolate_levels(self.log_gain, quality)[:, :, None, None],
+                interpolate_levels(self.log_inv_gain, quality)[:, :, None, None])
 
     def lambdas_for(self, quality: torch.Tensor) -> torch.Tensor:
-        lam = torch.tensor(self.config.lambdas, device=quality.device).log()
-        q = quality.clamp(0, self.config.levels - 1)
-        lo = q.floor().long().clamp(max=max(self.config.levels - 2, 0))
-        hi = (lo + 1).clamp(max=self.config.levels - 1)
-        t = q - lo.float()
-        return torch.exp(lam[lo] * (1 - t) + lam[hi] * t)
+        """The rate-distortion weight of each (0-based, real) quality, interpolated geometrically."""
+        return interpolate_levels(torch.tensor(self.config.lambdas, device=quality.device).log(), quality)
 
     def quantizer(self, quantizer: Quantizer | None) -> Quantizer:
         """The quantizer to use: the given one, else the training or the rounding one."""
@@ -298,11 +256,7 @@ class ImageModel(nn.Module):
         feeds the noisy z to the hyper synthesis (as CompressAI does); a given quantizer
         replaces the rounding of z too."""
         quantizer = quantizer or (noise_quantizer if self.training else rounding_quantizer)
-        z = self.h_a(y)
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            medians = self.z_prior._get_medians().detach()
-            z_rate, z_hat = quantizer(z.float() - medians)
-            return bottleneck_likelihood(self.z_prior, z_rate + medians), self.h_s(z_hat + medians)
+        return hyper_forward(self.h_a, self.h_s, self.z_prior, y, quantizer)
 
     def aux_loss(self) -> torch.Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
@@ -314,9 +268,10 @@ class ImageModel(nn.Module):
         return self.latent_forward(self.g_a(x).float() * gain, inv_gain, quality, quantizer)
 
     def latent_forward(self, y: torch.Tensor, inv_gain: torch.Tensor, quality: torch.Tensor,
-                       quantizer: Quantizer | None = None) -> dict:
+                       quantizer: Quantizer | None = None, hyper_quantizer: Quantizer | None = None) -> dict:
         """Everything after the analysis transform: quantize the (gain-scaled) latent ``y``,
-        return ``x_hat`` and the likelihoods of the rate term."""
+        return ``x_hat`` and the likelihoods of the rate term.  ``hyper_quantizer`` replaces
+        ``quantizer`` for the hyper-latent (models that have one)."""
         raise NotImplementedError
 
 
@@ -327,7 +282,7 @@ class FactorizedModel(ImageModel):
         super().__init__(config)
         self.priors = nn.ModuleList(EntropyBottleneck(config.M) for _ in range(config.levels))
 
-    def latent_forward(self, y, inv_gain, quality, quantizer=None):
+    def latent_forward(self, y, inv_gain, quality, quantizer=None, hyper_quantizer=None):
         quantizer = self.quantizer(quantizer)
         level = quality.round().long()
         y_hat = torch.empty_like(y)
@@ -343,6 +298,33 @@ class FactorizedModel(ImageModel):
         return {"x_hat": x_hat, "likelihoods": [likelihoods]}
 
 
+class FactorizedLatentCodec:
+    """Exact coding of :class:`FactorizedModel`'s latent: y with the per-channel factorized prior
+    of its quality level (one prior per level), on the CPU."""
+
+    def __init__(self, priors: list[FactorizedPrior]):
+        self.priors = priors
+
+    def to(self, device) -> "FactorizedLatentCodec":
+        return self
+
+    def compress(self, y: torch.Tensor, level: int) -> tuple[dict, float]:
+        """Sections of a gain-scaled latent and its ideal bit count."""
+        prior = self.priors[level]
+        sym = prior.quantize(y.cpu())
+        enc = SymbolEncoder()
+        bits = prior.encode(enc, sym)
+        return {"y": enc.finish()}, bits
+
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        """The exact quantized latent (fixed point), before any float refinement."""
+        prior = self.priors[level]
+        return prior.dequantize_fixed(prior.decode(SymbolDecoder(sections["y"]), shape))
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        return from_fixed(self.decode_quantized(sections, shape, level))
+
+
 class HyperpriorModel(ImageModel):
     """Minnen 2018 mean-scale hyperprior (no autoregressive context)."""
 
@@ -353,13 +335,54 @@ class HyperpriorModel(ImageModel):
         self.h_s = hyper_synthesis(N, 2 * M)
         self.z_prior = EntropyBottleneck(N)
 
-    def latent_forward(self, y, inv_gain, quality, quantizer=None):
-        z_lik, params = self.hyper_path(y, quantizer)
+    def latent_forward(self, y, inv_gain, quality, quantizer=None, hyper_quantizer=None):
+        z_lik, params = self.hyper_path(y, hyper_quantizer or quantizer)
         means, scales = params.chunk(2, dim=1)
         y_rate, y_hat = self.quantizer(quantizer)(y - means)
         y_lik = gaussian_likelihood(y_rate, scales)
         x_hat = self.g_s((y_hat + means) * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [y_lik, z_lik]}
+
+
+class HyperpriorLatentCodec:
+    """Exact coding of :class:`HyperpriorModel`'s latent: z with the factorized prior, y with
+    Gaussians whose mean and scale come from the fixed-point hyper synthesis.  ``layout`` names the
+    order of the hyper-synthesis outputs ("means,scales", "scales,means" or "scales"); ``abs_input``
+    feeds |y| to the hyper analysis (Ballé 2018's scale hyperprior)."""
+
+    def __init__(self, h_a, h_s, z_prior: FactorizedPrior, layout: str = "means,scales", abs_input: bool = False):
+        self.hyper = HyperLatentCodec((lambda y: h_a(y.abs())) if abs_input else h_a, h_s, z_prior)
+        self.gaussian = GaussianConditional()
+        self.layout = layout
+
+    def to(self, device) -> "HyperpriorLatentCodec":
+        self.hyper.to(device)
+        return self
+
+    def _params(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed-point means and scales from the hyper synthesis's output."""
+        if self.layout == "scales":
+            return torch.zeros_like(out), out
+        a, b = out.chunk(2, dim=1)
+        return (a, b) if self.layout == "means,scales" else (b, a)
+
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
+        """Sections of a gain-scaled latent and its ideal bit count."""
+        ez, ey = SymbolEncoder(), SymbolEncoder()
+        out, bits = self.hyper.compress(y, ez)
+        means, scales = self._params(out)
+        y_sym = _residual_symbols(y, means)
+        del means
+        bits += self.gaussian.encode(ey, y_sym, scales)
+        return {"z": ez.finish(), "y": ey.finish()}, bits
+
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        """The exact quantized latent (fixed point)."""
+        means, scales = self._params(self.hyper.decompress(SymbolDecoder(sections["z"]), _z_shape(self.hyper, shape)))
+        return _symbols_to_fixed(self.gaussian.decode(SymbolDecoder(sections["y"]), scales), means)
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        return from_fixed(self.decode_quantized(sections, shape, level))
 
 
 class SliceModel(ImageModel):
@@ -385,35 +408,141 @@ class SliceModel(ImageModel):
             self.fuse = nn.ModuleList(fuse_net(s) for s in config.slices)
 
     def _code_slice(self, i: int, y_i: torch.Tensor, params: torch.Tensor, quantizer: Quantizer):
-        """Likelihoods and quantized values of slice ``i`` given its channel-context parameters."""
+        """Likelihoods, synthesis values and coded values of slice ``i`` given its channel-context
+        parameters.  The context networks see the coded values (rounded, straight-through gradient)
+        whatever relaxation ``quantizer`` gives the rate and the synthesis, as the decoder does."""
         means, scales = params.chunk(2, dim=1)
         y_rate, y_hat = quantizer(y_i - means)
         y_hat = y_hat + means
+        y_coded = ste_round(y_i - means) + means
         if self.config.checkerboard:
             anchors = anchor_mask(*y_i.shape[2:], device=y_i.device)
-            spatial = self.spatial[i](torch.where(anchors, y_hat, 0.0))
+            spatial = self.spatial[i](torch.where(anchors, y_coded, 0.0))
             params = params + self.fuse[i](torch.cat([spatial, params], dim=1)) * ~anchors
             means2, scales = params.chunk(2, dim=1)
             y_rate2, y_hat2 = quantizer(y_i - means2)
             y_rate = torch.where(anchors, y_rate, y_rate2)
             y_hat = torch.where(anchors, y_hat, y_hat2 + means2)
-        return gaussian_likelihood(y_rate, scales), y_hat
+            y_coded = torch.where(anchors, y_coded, ste_round(y_i - means2) + means2)
+        return gaussian_likelihood(y_rate, scales), y_hat, y_coded
 
-    def latent_forward(self, y, inv_gain, quality, quantizer=None):
-        z_lik, hyper = self.hyper_path(y, quantizer)
+    def latent_forward(self, y, inv_gain, quality, quantizer=None, hyper_quantizer=None):
+        z_lik, hyper = self.hyper_path(y, hyper_quantizer or quantizer)
         quantizer = self.quantizer(quantizer)
         coded, recon, liks = [], [], []
         for i, s in enumerate(self.config.slices):
             y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
             with torch.autocast(device_type=y.device.type, enabled=False):
                 params = self.context[i](torch.cat([hyper, *coded], dim=1))
-                lik, y_hat_i = self._code_slice(i, y_i.float(), params, quantizer)
+                lik, y_hat_i, y_coded_i = self._code_slice(i, y_i.float(), params, quantizer)
             liks.append(lik)
-            coded.append(y_hat_i)
+            coded.append(y_coded_i)
             residual = self.lrp[i](torch.cat([hyper, *coded], dim=1)).float()
             recon.append(y_hat_i + 0.5 * torch.tanh(residual))
         x_hat = self.g_s(torch.cat(recon, dim=1) * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [torch.cat(liks, dim=1), z_lik]}
+
+
+class SliceLatentCodec:
+    """Exact coding of :class:`SliceModel`'s latent: slice i's mean and scale come (in fixed point)
+    from the hyper features and the slices before it; with a checkerboard context each slice is coded
+    in two passes, its anchors first and then the other positions with the decoded anchors as spatial
+    context.  Latent residual prediction refines the reconstruction in float afterwards."""
+
+    def __init__(self, model: SliceModel, z_prior: FactorizedPrior):
+        self.hyper = HyperLatentCodec(model.h_a, model.h_s, z_prior)
+        self.context = [FixedPointNet(net) for net in model.context]
+        self.checkerboard = model.config.checkerboard
+        if self.checkerboard:
+            self.spatial = [FixedPointNet(net) for net in model.spatial]
+            self.fuse = [FixedPointNet(net) for net in model.fuse]
+        self.lrp = model.lrp
+        self.offsets = model.offsets
+        self.gaussian = GaussianConditional()
+
+    def to(self, device) -> "SliceLatentCodec":
+        self.hyper.to(device)
+        return self
+
+    def _context_buffer(self, hyper: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One fixed-point tensor holding the hyper features and then every slice as it is coded, and
+        the hyper features' channel count: slice i's context network reads a leading channel range
+        of it (a view), so the growing context is never concatenated into copies (large images)."""
+        n, c, h, w = hyper.shape
+        buf = hyper.new_empty((n, c + self.offsets[-1], h, w))
+        buf[:, :c] = hyper
+        return buf, c
+
+    def _slice_channels(self, c: int) -> list[tuple[int, int]]:
+        """Each slice's channel range in a context buffer whose hyper features take ``c`` channels."""
+        return [(c + lo, c + hi) for lo, hi in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def _refine(self, buf: torch.Tensor, c: int) -> torch.Tensor:
+        """Latent residual prediction over a decoded context buffer -> the float latent."""
+        feats = from_fixed(buf)
+        out = []
+        for lrp, (lo, hi) in zip(self.lrp, self._slice_channels(c)):
+            out.append(feats[:, lo:hi] + 0.5 * torch.tanh(lrp(feats[:, :hi]).float()))
+        return torch.cat(out, dim=1)
+
+    def _fill_slices(self, buf: torch.Tensor, c: int, code) -> None:
+        """Fill the context buffer slice by slice, as :meth:`SliceModel.latent_forward` computes it.
+        ``code(i, means, scales, where)`` codes (encoder) or decodes (decoder) slice ``i``'s symbols at
+        the positions of the (H, W) mask ``where`` (None: all) in that order, and returns the slice's
+        symbols (other positions: anything)."""
+        anchors = anchor_mask(*buf.shape[2:], device=buf.device) if self.checkerboard else None
+        for i, (ctx, (lo, hi)) in enumerate(zip(self.context, self._slice_channels(c))):
+            params = ctx(buf[:, :lo])
+            means, scales = params.chunk(2, dim=1)
+            if anchors is None:
+                buf[:, lo:hi] = _symbols_to_fixed(code(i, means, scales, None), means)
+                continue
+            first = _symbols_to_fixed(code(i, means, scales, anchors), means).mul_(anchors)
+            params = params + self.fuse[i](torch.cat([self.spatial[i](first), params], dim=1)).mul_(~anchors)
+            means, scales = params.chunk(2, dim=1)
+            second = _symbols_to_fixed(code(i, means, scales, ~anchors), means)
+            buf[:, lo:hi] = torch.where(anchors, first, second)
+
+    def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
+        """Sections of a gain-scaled latent and its ideal bit count."""
+        ez, ey = SymbolEncoder(), SymbolEncoder()
+        hyper, z_bits = self.hyper.compress(y, ez)
+        buf, c = self._context_buffer(hyper)
+        bits = [z_bits]
+        slices = self._slice_channels(0)
+
+        def code(i, means, scales, where):
+            sym = _residual_symbols(y[:, slices[i][0]:slices[i][1]], means)
+            if where is None:
+                bits.append(self.gaussian.encode(ey, sym, scales))
+            else:
+                bits.append(self.gaussian.encode(ey, sym[:, :, where.cpu().numpy()], scales[:, :, where]))
+            return sym
+
+        self._fill_slices(buf, c, code)
+        return {"z": ez.finish(), "y": ey.finish()}, sum(bits)
+
+    def _decode_buffer(self, sections: dict, shape: tuple) -> tuple[torch.Tensor, int]:
+        buf, c = self._context_buffer(self.hyper.decompress(SymbolDecoder(sections["z"]), _z_shape(self.hyper, shape)))
+        dy = SymbolDecoder(sections["y"])
+
+        def code(i, means, scales, where):
+            if where is None:
+                return self.gaussian.decode(dy, scales)
+            sym = np.zeros(scales.shape, dtype=np.int64)
+            sym[:, :, where.cpu().numpy()] = self.gaussian.decode(dy, scales[:, :, where])
+            return sym
+
+        self._fill_slices(buf, c, code)
+        return buf, c
+
+    def decode_quantized(self, sections: dict, shape: tuple, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact fixed-point hyper features and quantized latent, before latent residual prediction."""
+        buf, c = self._decode_buffer(sections, shape)
+        return buf[:, :c], buf[:, c:]
+
+    def decompress(self, sections: dict, shape: tuple, level: int = 0) -> torch.Tensor:
+        return self._refine(*self._decode_buffer(sections, shape))
 
 
 ARCHITECTURES = {"factorized": FactorizedModel, "hyperprior": HyperpriorModel, "slice": SliceModel}
@@ -426,7 +555,8 @@ PRESETS = {
 
 
 def build_model(config: ImageModelConfig) -> ImageModel:
-    """Instantiate the training-time model for a config."""
+    """Instantiate the model for a config."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown image architecture {config.arch!r}; choose from {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[config.arch](config)
+

@@ -6,9 +6,9 @@ autocast by default, CPU runs float32: on CPUs without AMX/AVX512-BF16 (this pro
 build machine exposed only AVX2) bf16 is emulated and about 10x slower; ``amp=True``
 turns it on where the hardware has it.  Entropy-parameter paths and likelihoods always
 run in float32.  ``--hard-quantization`` is a final phase that rounds the latents as the
-coder does (straight-through gradients) with the analysis side frozen.  Checkpoints are
-written atomically every few minutes and on Ctrl-C or SIGTERM, and a run restarted with the
-same ``--out`` resumes where it stopped.
+coder does (straight-through gradients) with the analysis side frozen.  The loop is
+:class:`ncodec.training.TrainingLoop`: checkpoints every few minutes, at the end and on Ctrl-C or
+SIGTERM, and a run restarted with the same ``--out`` resumes where it stopped.
 
 Launched by ``torchrun`` (``torchrun --nproc_per_node N --no-python ncodec train image ...``) it
 trains with torch's DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process draws its
@@ -18,11 +18,9 @@ and exports, and at the end every rank checks it holds the same weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +29,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..checkpoints import save_atomic, sigterm_as_interrupt
-from ..errors import UsageError
-from .models import PRESETS, ImageModelConfig, build_model, hard_quantizer
+from ..errors import InputError, UsageError
+from ..latent import hard_quantizer
+from ..training import RDOptimizer, TrainingLoop, export, run_folder
+from .models import PRESETS, ImageModelConfig, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 ANALYSIS_SIDE = ("g_a", "h_a", "log_gain")   # what only the encoder runs: frozen by --hard-quantization
@@ -73,7 +72,7 @@ class CropSampler:
     def __init__(self, folder: Path, crop: int, rng: random.Random):
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"no training images found under {folder}")
+            raise InputError(f"no training images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
         self.images = []
         for path in tqdm(files, desc="loading images", unit="img", leave=False):
             with Image.open(path) as im:
@@ -224,17 +223,16 @@ def train(opts: TrainOptions) -> Path:
     torch.manual_seed(opts.seed + 1_000_003 * dist.rank)
     rng = random.Random(opts.seed + 1_000_003 * dist.rank)
     device = torch.device(f"cuda:{dist.local_rank}" if opts.device == "cuda" else opts.device)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = opts.out / "checkpoint.pt"
+    ckpt, log = run_folder(opts.out, opts.checkpoint_seconds)
 
     config = PRESETS[opts.arch]
     if opts.checkerboard:
         if config.arch != "slice":
             raise UsageError("--checkerboard applies to the slice model only")
         config = dataclasses.replace(config, checkerboard=True)
-    state = torch.load(ckpt_path, map_location=device, weights_only=True) if ckpt_path.exists() else None
+    state = ckpt.load(device)
     if state is not None and ImageModelConfig.from_dict(state["config"]) != config:
-        raise UsageError(f"{ckpt_path} holds a different model ({state['config']['arch']}, checkerboard "
+        raise UsageError(f"{ckpt.path} holds a different model ({state['config']['arch']}, checkerboard "
                          f"{state['config'].get('checkerboard', False)}); resume with the options that started it")
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]   # the densities' bookkeeping
@@ -248,19 +246,14 @@ def train(opts: TrainOptions) -> Path:
         if not named:
             raise UsageError(f"--train-only {','.join(opts.train_only)} names no trainable module of the "
                              f"{config.arch} model")
-    prior_params = [p for n, p in named.items() if "prior" in n]
-    other_params = [p for n, p in named.items() if "prior" not in n]
-    main_params = other_params + prior_params
-    optimizer = torch.optim.Adam([{"params": other_params, "scale": 1.0},
-                                  {"params": prior_params, "scale": opts.prior_lr_scale}], lr=opts.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
-    step, elapsed_before = 0, 0.0
+    optimizer = RDOptimizer([([p for n, p in named.items() if "prior" not in n], 1.0),
+                             ([p for n, p in named.items() if "prior" in n], opts.prior_lr_scale)], aux_params, opts.lr)
+    step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         if "optimizer" in state:  # weights-only checkpoints restart the optimizer state
-            optimizer.load_state_dict(state["optimizer"])
-            aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step, elapsed_before = state["step"], state["elapsed"]
+            optimizer.load_state_dict(state)
+        step, elapsed = state["step"], state["elapsed"]
         rng.seed(opts.seed + step + 1_000_003 * dist.rank)
         torch.manual_seed(opts.seed + step + 1_000_003 * dist.rank)
         print(f"resuming {opts.arch} from step {step}")
@@ -286,86 +279,39 @@ def train(opts: TrainOptions) -> Path:
     if not 1 <= q_lo <= q_hi <= levels:
         raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
     quantizer = hard_quantizer if opts.hard_quantization else None   # None: the model's training quantizers
-    started = time.monotonic()
-    last_ckpt = started
 
-    def progress() -> float:
-        frac = step / opts.steps if opts.steps else 1.0   # --steps 0: export the (warm-started) model
-        if opts.max_minutes:
-            frac = max(frac, (elapsed_before + time.monotonic() - started) / (60 * opts.max_minutes))
-        return frac
-
-    def checkpoint():
-        save_atomic({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "aux_optimizer": aux_optimizer.state_dict(), "step": step,
-            "elapsed": elapsed_before + time.monotonic() - started, "config": config.to_dict(),
-        }, ckpt_path)
+    def checkpoint() -> dict:
+        return {"model": model.state_dict(), **optimizer.state_dict(), "step": loop.step, "elapsed": loop.elapsed,
+                "config": config.to_dict()}
 
     model.train()
-    bar = tqdm(total=opts.steps, initial=step, desc=f"train {opts.arch}", unit="step", dynamic_ncols=True,
-               disable=not dist.main)
-    log = open(opts.out / "log.jsonl", "a") if dist.main else None
-
-    def session_over() -> bool:
-        return bool(opts.stop_after_minutes) and time.monotonic() - started > 60 * opts.stop_after_minutes
-
-    try:
-        with sigterm_as_interrupt():
-            while True:
-                lr = opts.lr * (0.1 if progress() >= opts.lr_drop_at else 1.0)
-                lr, stop = dist.decide(lr, step >= opts.steps or progress() >= 1.0 or session_over(), device)
-                if stop:
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["scale"]
-                x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
-                x = x.contiguous(memory_format=torch.channels_last)
-                if config.arch == "factorized":   # one density per level: integer qualities only
-                    quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
-                else:
-                    quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                    out = net(x, quality, quantizer)
-                loss, bpp, psnr = rd_loss(model, out, x, quality)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-                optimizer.step()
-                aux = model.aux_loss()
-                aux_optimizer.zero_grad(set_to_none=True)
-                aux.backward()
-                dist.average_grads(aux_params)
-                aux_optimizer.step()
-                step += 1
-                bar.update(1)
-                if step % 20 == 0:
-                    stats = {"step": step, "loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
-                             "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr}
-                    bar.set_postfix(loss=stats["loss"], bpp=stats["bpp"], psnr=stats["psnr"])
-                    if step % 200 == 0 and log:
-                        log.write(json.dumps(stats) + "\n")
-                        log.flush()
-                if time.monotonic() - last_ckpt > opts.checkpoint_seconds and dist.main:
-                    checkpoint()
-                    last_ckpt = time.monotonic()
-    except KeyboardInterrupt:
-        if dist.main:
-            checkpoint()   # Ctrl-C (or SIGTERM) keeps the progress made since the last checkpoint
-        raise
-    bar.close()
+    loop = TrainingLoop(opts.steps, f"train {opts.arch}", checkpoint, ckpt, log, start=step, elapsed=elapsed,
+                        max_minutes=opts.max_minutes, stop_after_minutes=opts.stop_after_minutes,
+                        shown=("loss", "bpp", "psnr"), main=dist.main)
+    with loop:
+        while True:
+            lr, stop = dist.decide(loop.lr(opts.lr, opts.lr_drop_at), loop.over(), device)
+            if stop:
+                break
+            optimizer.set_lr(lr)
+            x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last)
+            if config.arch == "factorized":   # one density per level: integer qualities only
+                quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
+            else:
+                quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(x, quality, quantizer)
+            loss, bpp, psnr = rd_loss(model, out, x, quality)
+            aux = optimizer.step(loss, model.aux_loss, dist.average_grads)
+            loop.end_step(lambda: {"loss": round(loss.item(), 4), "bpp": round(bpp.item(), 4),
+                                   "psnr": round(psnr.item(), 2), "aux": round(aux.item(), 1), "lr": lr})
     dist.check_in_sync(model)
     dist.close()
-    if not dist.main:
-        return ckpt_path
-    checkpoint()
-    log.close()
-    if opts.export is not None:
+    if dist.main and opts.export is not None:
         from .weights import export_model
-        model.eval()
-        export_model(model.cpu().float(), opts.export, extra={"trained_steps": step, "train_data": str(opts.data)})
-        print(f"exported {opts.export}")
-    return ckpt_path
+        export(export_model, model, opts.export, {"trained_steps": loop.step, "train_data": str(opts.data)})
+    return ckpt.path
 
 
 def add_arguments(p) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..entropy import FactorizedPrior
 from ..errors import ModelMismatchError
-from ..weightsfile import model_tensors, prior_tensors, read_prior, read_weights, write_weights
-from .models import CONSTANT_BUFFERS, ImageModel, ImageModelConfig, build_model
+from ..weightsfile import RANS_BUFFERS, model_tensors, prior_tensors, read_prior, read_weights, write_weights
+from .models import ImageModel, ImageModelConfig, build_model
 
 FORMAT = "ncodec-image-model/1"
 
@@ -44,9 +44,8 @@ def load_weights(path: Path) -> LoadedWeights:
         model = build_model(ImageModelConfig.from_dict(f.config))
     except (TypeError, ValueError) as exc:
         raise ModelMismatchError(f"{path} has an unusable config ({exc})") from None
-    state = {k: v for k, v in f.state().items() if not k.endswith(CONSTANT_BUFFERS)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if "_cdf" not in m and "_offset" not in m and not m.endswith(CONSTANT_BUFFERS)]
+    missing, unexpected = model.load_state_dict(f.state(), strict=False)
+    missing = [m for m in missing if not any(b in m for b in RANS_BUFFERS)]
     if missing or unexpected:
         raise ModelMismatchError(f"{path} does not fit architecture {model.config.arch!r} (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")

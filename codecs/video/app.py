@@ -9,57 +9,70 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..container import Container
 from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
-from .bitstream import MODEL_NAMES
-from .codec import DEFAULTS, EMBEDDINGS, VideoCodec, read_tensors
-from .io import FRAME_SUFFIXES, READ_SUFFIXES, parse_wxh, read_video, write_video
 
 CODECS = {
     "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--size, --epochs)",
     "nerv": "NeRV: frame index -> positional encoding -> MLP + upsampling decoder fitted to the clip",
 }
 DEFAULT_CODEC = "hnerv"
-
-ENCODE_OPTIONS = [
-    ("--size", {"help": f"video: model size in parameters, e.g. 0.75M or 300k (default {DEFAULTS['size']})"}),
-    ("--epochs", {"type": int, "help": f"video: training epochs (default {DEFAULTS['epochs']})"}),
-    ("--seed", {"type": int, "help": "random seed (fitting is deterministic for a seed)"}),
-    ("--lr", {"type": float, "help": f"video: peak learning rate (default {DEFAULTS['lr']})"}),
-    ("--batch-size", {"type": int, "help": "video: frames per training step (default 1)"}),
-    ("--bits", {"type": int, "help": "video: weight quantisation bits (default 8)"}),
-    ("--embed-bits", {"type": int, "help": "video: HNeRV embedding quantisation bits (default 8)"}),
-    ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),
-    ("--prune-epochs", {"type": int, "help": "video: fine-tune epochs after pruning (default 0)"}),
-    ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default 0)"}),
-    ("--checkpoint", {"help": "video: checkpoint file to save the fit to and resume it from"}),
-    ("--frame-size", {"help": "video: WxH of raw .yuv (I420) input"}),
-    ("--fps", {"help": "video: frame rate of raw .yuv or frame-folder input (default 25)"}),
-    ("--max-frames", {"type": int, "help": "video: code only the first N frames"}),
-    ("--crop", {"help": "video: centre-crop every frame to WxH (e.g. 1280x640 for HNeRV's Bunny)"}),
-]
-_READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
-DECODE_OPTIONS: list[tuple[str, dict]] = []
 DECODED_SUFFIX = ".mp4"
+COMMANDS = {"eval": "ncodec.eval.rd_video"}
+_READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
+
+
+def encode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec encode`` for video (fitting, quantisation and how the input is read)."""
+    from .codec import DEFAULTS
+
+    return [
+        ("--size", {"help": f"video: model size in parameters, e.g. 0.75M or 300k (default {DEFAULTS['size']})"}),
+        ("--epochs", {"type": int, "help": f"video: training epochs (default {DEFAULTS['epochs']})"}),
+        ("--seed", {"type": int, "help": "random seed (fitting is deterministic for a seed)"}),
+        ("--lr", {"type": float, "help": f"video: peak learning rate (default {DEFAULTS['lr']})"}),
+        ("--batch-size", {"type": int, "help": "video: frames per training step (default 1)"}),
+        ("--bits", {"type": int, "help": "video: weight quantisation bits (default 8)"}),
+        ("--embed-bits", {"type": int, "help": "video: HNeRV embedding quantisation bits (default 8)"}),
+        ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),
+        ("--prune-epochs", {"type": int, "help": "video: fine-tune epochs after pruning (default 0)"}),
+        ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default 0)"}),
+        ("--checkpoint", {"help": "video: checkpoint file to save the fit to and resume it from"}),
+        ("--frame-size", {"help": "video: WxH of raw .yuv (I420) input"}),
+        ("--fps", {"help": "video: frame rate of raw .yuv or frame-folder input (default 25)"}),
+        ("--max-frames", {"type": int, "help": "video: code only the first N frames"}),
+        ("--crop", {"help": "video: centre-crop every frame to WxH (e.g. 1280x640 for HNeRV's Bunny)"}),
+    ]
+
+
+def decode_options() -> list[tuple[str, dict]]:
+    """Flags of ``ncodec decode`` for video: none."""
+    return []
 
 
 def accepts(path: Path) -> bool:
     """Video files by suffix, raw .yuv, and folders holding frame images."""
+    from .io import FRAME_SUFFIXES, READ_SUFFIXES
+
     path = Path(path)
     if path.is_dir():
         return any(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir())
     return path.suffix.lower() in READ_SUFFIXES
 
 
-def load_codec(name: str, device: str) -> VideoCodec:
+def load_codec(name: str, device: str):
+    """The :class:`~ncodec.video.codec.VideoCodec` named ``name`` on ``device``."""
+    from .codec import VideoCodec
+
     return VideoCodec(name, device)
 
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
     """Read, fit, code and atomically write ``dst``; nothing is written if anything fails."""
+    from ..eval.metrics import psnr
+    from .io import parse_wxh, read_video
+
     options = dict(options)
     if "quality" in options:
         raise UsageError("video codecs take --size (model parameters) and --epochs, not --quality")
@@ -69,11 +82,9 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
             read[key] = parse_wxh(read[key], "--" + key.replace("_", "-"))
     check_output(dst, force)
     video = read_video(src, **read)
-    vc = VideoCodec(codec or DEFAULT_CODEC, device)
+    vc = load_codec(codec or DEFAULT_CODEC, device)
     data = vc.encode(video, **options)
     write_bytes(dst, data, force)
-    from ..eval.metrics import psnr
-
     t, h, w = video.shape
     quality, bpp = psnr(video.frames, vc.reconstruction), 8 * len(data) / (t * h * w)
     return {"bytes": len(data), "bpp": bpp, "psnr": quality, "frames": t, "params": vc.stats["params"],
@@ -84,14 +95,17 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
 
 def decode(container: Container, device: str):
     """The decoded :class:`~ncodec.video.io.Video`."""
-    return VideoCodec(container.model, device).decode(container)
+    return load_codec(container.model, device).decode(container)
 
 
 def decode_file(container: Container, dst: Path, device: str, force: bool) -> str:
+    """Decode to lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m``, or PNG frames in a folder ``dst``."""
+    from .io import write_video
+
     dst = Path(dst)
     if dst.suffix:
         check_output(dst, force)
-    vc = VideoCodec(container.model, device)
+    vc = load_codec(container.model, device)
     video = vc.decode(container)
     write_video(dst, video, force)
     t, h, w = video.shape
@@ -100,6 +114,11 @@ def decode_file(container: Container, dst: Path, device: str, force: bool) -> st
 
 def describe(container: Container, nbytes: int) -> dict:
     """Model size, training, bits per tensor and rates of a video stream."""
+    import numpy as np
+
+    from .bitstream import MODEL_NAMES
+    from .codec import EMBEDDINGS, read_tensors
+
     t, h, w = (container.require(k) for k in ("frames", "h", "w"))
     fps_num, fps_den = container.require("fps_num"), container.require("fps_den")
     if min(t, h, w, fps_num, fps_den) <= 0:

@@ -4,15 +4,14 @@ One loop (:func:`run_epochs`) serves every stage: the main fit of a :class:`Vide
 fine-tunes of the stored part only (after pruning, and quantisation-aware).  Epochs visit the
 frames in an order drawn from ``(seed, epoch)`` and the learning rate is a pure function of the
 step (linear warm-up, cosine decay), so a run is reproducible for a seed and a resumed run
-continues exactly as an uninterrupted one would.  The main fit can save a checkpoint (model,
-optimizer, epoch) every few minutes and resume from it, e.g. across GPU leases.
+continues exactly as an uninterrupted one would.  Each stage is a :class:`ncodec.training.TrainingLoop`
+over epochs; the main fit can keep a checkpoint (model, optimizer, epoch), saved every two minutes,
+at the end and on Ctrl-C or SIGTERM, and resume from it, e.g. across GPU leases.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,13 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
-from tqdm import tqdm
 
+from ..checkpoints import CheckpointFile
 from ..errors import UsageError
+from ..training import TrainingLoop, set_lr, warmup_cosine_lr
 from .bitstream import fake_quantize
 from .models import Decoder, INRConfig, VideoINR, positional_encoding
 
-WARMUP = 0.1          # fraction of the steps spent warming the learning rate up
+CHECKPOINT_SECONDS = 120.0   # the main fit's checkpoint period
 
 
 def frames_to_tensor(frames: np.ndarray, cfg: INRConfig, device: torch.device) -> torch.Tensor:
@@ -42,55 +42,42 @@ def psnr_from_mse(mse: float) -> float:
     return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
 
 
-def learning_rate(step: int, total: int, peak: float) -> float:
-    """Linear warm-up over the first WARMUP of the steps, then cosine decay to zero."""
-    warm = max(1, int(WARMUP * total))
-    if step < warm:
-        return peak * (step + 1) / warm
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
 def epoch_order(seed: int, epoch: int, frames: int) -> torch.Tensor:
     """The frame order of one epoch, a function of (seed, epoch) only."""
     return torch.randperm(frames, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-               frames: torch.Tensor, size: tuple[int, int], epochs: int, lr: float, batch_size: int, seed: int,
-               desc: str, progress: bool = True, optimizer: torch.optim.Optimizer | None = None, start: int = 0,
-               after_step: Callable[[], None] | None = None,
-               on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None) -> float:
+               frames: torch.Tensor, size: tuple[int, int], lr: float, batch_size: int, seed: int,
+               loop: TrainingLoop, optimizer: torch.optim.Optimizer | None = None,
+               after_step: Callable[[], None] | None = None) -> float:
     """Adam on the MSE of ``predict(batch_frames, batch_index)`` against the frames (cropped to
-    ``size`` = (H, W)); returns the last epoch's mean MSE.  ``after_step`` runs after every update
-    (e.g. re-applying a pruning mask), ``on_epoch(epoch_done, optimizer)`` after every epoch."""
+    ``size`` = (H, W)) over the epochs ``loop`` counts; returns the last epoch's mean MSE.
+    ``after_step`` runs after every update (e.g. re-applying a pruning mask)."""
     opt = optimizer or torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     n = frames.shape[0]
     per_epoch = -(-n // batch_size)
     h, w = size
     mse = float("nan")
-    bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in range(start, epochs):
-        order = epoch_order(seed, epoch, n).to(frames.device)
-        total = torch.zeros((), dtype=torch.float64, device=frames.device)
-        for i in range(per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(epoch * per_epoch + i, epochs * per_epoch, lr)
-            target = frames[idx].float() / 255
-            out = predict(target, idx)
-            loss = F.mse_loss(out[:, :, :h, :w], target[:, :, :h, :w])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if after_step is not None:
-                after_step()
-            total += loss.detach().double() * len(idx)
-        mse = float(total) / n
-        bar.set_postfix(loss=f"{mse:.2e}", psnr=f"{psnr_from_mse(mse):.2f}dB")
-        bar.update(1)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, opt)
-    bar.close()
+    with loop:
+        while not loop.over():
+            epoch = loop.step
+            order = epoch_order(seed, epoch, n).to(frames.device)
+            total = torch.zeros((), dtype=torch.float64, device=frames.device)
+            for i in range(per_epoch):
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                set_lr(opt, warmup_cosine_lr(epoch * per_epoch + i, loop.total * per_epoch, lr))
+                target = frames[idx].float() / 255
+                out = predict(target, idx)
+                loss = F.mse_loss(out[:, :, :h, :w], target[:, :, :h, :w])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step()
+                total += loss.detach().double() * len(idx)
+            mse = float(total) / n
+            loop.end_step(lambda: {"loss": f"{mse:.2e}", "psnr": f"{psnr_from_mse(mse):.2f}dB"})
     return mse
 
 
@@ -100,36 +87,6 @@ def fingerprint(cfg: INRConfig, frames: np.ndarray, **settings) -> str:
     h.update(repr(sorted(settings.items())).encode())
     h.update(np.ascontiguousarray(frames).tobytes())
     return h.hexdigest()
-
-
-class Checkpoint:
-    """Resumable state of the main fit, saved atomically every ``every`` seconds."""
-
-    def __init__(self, path: Path | None, key: str, every: float = 120.0):
-        self.path, self.key, self.every = (Path(path) if path else None), key, every
-        self._last = time.monotonic()
-
-    def load(self, model: VideoINR, device: torch.device):
-        """(epoch, optimizer state) of a matching checkpoint, or (0, None) when there is none."""
-        if self.path is None or not self.path.exists():
-            return 0, None
-        try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
-        except Exception as exc:
-            raise UsageError(f"checkpoint {self.path} is unreadable ({exc}); delete it to start afresh") from None
-        if state.get("key") != self.key:
-            raise UsageError(f"checkpoint {self.path} belongs to another clip or other settings; "
-                             "delete it or give another --checkpoint path")
-        model.load_state_dict(state["model"])
-        return int(state["epoch"]), state["optimizer"]
-
-    def maybe_save(self, epoch: int, epochs: int, model: VideoINR, opt: torch.optim.Optimizer) -> None:
-        if self.path is None or (epoch < epochs and time.monotonic() - self._last < self.every):
-            return
-        tmp = self.path.with_name(f".{self.path.name}.part")
-        torch.save({"key": self.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict()}, tmp)
-        os.replace(tmp, self.path)
-        self._last = time.monotonic()
 
 
 def seed_everything(seed: int, device: torch.device) -> None:
@@ -146,14 +103,24 @@ def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: 
     seed_everything(seed, device)
     model = VideoINR(cfg).to(device)
     data = frames_to_tensor(frames, cfg, device)
-    ckpt = Checkpoint(checkpoint, fingerprint(cfg, frames, epochs=epochs, lr=lr, batch=batch_size, seed=seed))
-    start, opt_state = ckpt.load(model, device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    mse = run_epochs(list(model.parameters()), lambda x, i: model(x, i), data, frames.shape[1:3], epochs, lr,
-                     batch_size, seed, f"fit {cfg.arch}", progress, opt, start,
-                     on_epoch=lambda e, o: ckpt.maybe_save(e, epochs, model, o))
+    key = fingerprint(cfg, frames, epochs=epochs, lr=lr, batch=batch_size, seed=seed)
+    ckpt = CheckpointFile(checkpoint, CHECKPOINT_SECONDS) if checkpoint else None
+    state = ckpt.load(device) if ckpt else None
+    if state is not None:
+        if state.get("key") != key:
+            raise UsageError(f"checkpoint {ckpt.path} belongs to another clip or other settings; "
+                             "delete it or give another --checkpoint path")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+
+    def saved() -> dict:
+        return {"key": key, "epoch": loop.step, "model": model.state_dict(), "optimizer": opt.state_dict()}
+
+    loop = TrainingLoop(epochs, f"fit {cfg.arch}", saved, ckpt, start=int(state["epoch"]) if state else 0,
+                        unit="epoch", show_every=1, show=progress)
+    mse = run_epochs(list(model.parameters()), lambda x, i: model(x, i), data, frames.shape[1:3], lr, batch_size,
+                     seed, loop, opt)
     return model, mse
 
 
@@ -191,7 +158,8 @@ def finetune(decoder: Decoder, embeddings: torch.Tensor | None, frames: np.ndarr
                 params[n].mul_(m)
 
     data = frames_to_tensor(frames, cfg, device)
-    return run_epochs(trainable, predict, data, frames.shape[1:3], epochs, lr, 1, seed + 1, desc, progress,
+    loop = TrainingLoop(epochs, desc, unit="epoch", show_every=1, show=progress)
+    return run_epochs(trainable, predict, data, frames.shape[1:3], lr, 1, seed + 1, loop,
                       after_step=apply_masks if masks else None)
 
 

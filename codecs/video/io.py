@@ -7,9 +7,6 @@ allocates the frames.  Every writer writes atomically (see :mod:`ncodec.fileio`)
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError, UsageError
-from ..fileio import atomic_output, check_output, process_umask
+from ..fileio import atomic_output
 
 CONTAINER_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m"}
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -229,28 +226,9 @@ def _write_png_folder(path: Path, video: Video, force: bool) -> None:
     """PNG frames 00000.png ... built in a temporary folder, then renamed into place."""
     from PIL import Image
 
-    if path.exists() and not force:
-        raise OutputError(f"{path} already exists (use --force to overwrite)")
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path} exists and is not a folder")
-    if not path.parent.exists():
-        raise OutputError(f"output folder {path.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        tmp.chmod(0o777 & ~process_umask())
+    with atomic_output(path, force, folder=True) as tmp:
         for i, frame in enumerate(video.frames):
             Image.fromarray(frame).save(tmp / f"{i:05d}.png")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_video(path: Path, video: Video, force: bool = False) -> None:
@@ -264,6 +242,5 @@ def write_video(path: Path, video: Video, force: bool = False) -> None:
     if suffix not in WRITE_SUFFIXES:
         raise OutputError(f"cannot write {suffix} video: use {', '.join(sorted(WRITE_SUFFIXES))} "
                           "or a folder name (PNG frames)")
-    check_output(path, force)
     with atomic_output(path, force) as tmp:
         _write_av(tmp, video)

@@ -1,0 +1,48 @@
+"""Where the modalities plug in: each modality's app module, found by name and imported on first use.
+
+An app module (``ncodec.<modality>.app``) is what :mod:`ncodec.api` and the command line know of
+a modality.  It must stay light to import (no torch, numpy or model code at its top level; those
+are imported inside the functions that need them) and declares:
+
+``CODECS``          codec name -> one-line description
+``DEFAULT_CODEC``   the codec used when none is named
+``DECODED_SUFFIX``  the usual suffix of a decoded file
+``COMMANDS``        ``{"train": module, "eval": module}`` (those it has): modules with
+                    ``add_arguments(parser)`` and ``run(args) -> exit code``
+``encode_options()``, ``decode_options()``
+                    its ``ncodec encode``/``decode`` flags as ``(flag, argparse keywords)``
+``accepts(path)``, ``load_codec``, ``encode_file``, ``decode``, ``decode_file``, ``describe``
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from .errors import UsageError
+
+APPS = {"image": "ncodec.image.app", "video": "ncodec.video.app", "audio": "ncodec.audio.app"}
+MODALITIES = tuple(APPS)
+
+
+def app(modality: str):
+    """The app module of ``modality``."""
+    if modality not in APPS:
+        raise UsageError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    return importlib.import_module(APPS[modality])
+
+
+def apps() -> dict:
+    """Every modality's app module, by modality."""
+    return {m: app(m) for m in MODALITIES}
+
+
+def option_dest(flag: str, kwargs: dict) -> str:
+    """The keyword name of a modality option declared as ``(flag, argparse keywords)``."""
+    return kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
+
+
+def assets_dir() -> Path:
+    """Folder holding the shipped weights (``NCODEC_ASSETS`` overrides it)."""
+    env = os.environ.get("NCODEC_ASSETS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets"
