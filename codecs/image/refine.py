@@ -6,7 +6,10 @@ rate-distortion loss (lambda(q) * 255^2 * MSE + bpp) with the decoder's networks
 Yang et al. 2020 ("Improving Inference for Neural Image Compression") and MLICv2's instance
 adaptation do.  Rounding is relaxed by stochastic Gumbel annealing (SGA): each value is
 softly drawn between its floor and ceiling with a temperature annealed towards hard
-rounding.  The decoder is unchanged and pays nothing; the stream format is the same.
+rounding.  Only the latent's own rate and its synthesis are relaxed: what the decoder's entropy
+networks read (the hyper-latent ``z = h_a(y)`` and the slice and checkerboard contexts) is rounded
+with straight-through gradients, so the means and scales the search sees are the ones the coder
+will use.  The decoder is unchanged and pays nothing; the stream format is the same.
 
 Refinement runs tile by tile (like the transforms), so memory stays bounded on large
 images.  The search's forward passes run in bf16 where the hardware has it (CUDA, CPUs with
@@ -22,6 +25,7 @@ import math
 import torch
 
 from ..entropy.tiling import run_tiled
+from ..latent import hard_quantizer
 
 TAU_START, TAU_END = 0.5, 0.2   # SGA temperature, annealed geometrically over the steps
 LEARNING_RATE = 0.03             # Adam, cosine-decayed to zero over the steps
@@ -43,9 +47,10 @@ def sga_quantizer(tau: float, generator: torch.Generator):
 
 
 def _loss(model, y, inv_gain, quality, x, mask, quantizer=None) -> torch.Tensor:
-    """Rate-distortion loss of one image (distortion over its real pixels only).  Without a
-    ``quantizer`` (the final comparison) the output is clipped and rounded to 8 bits, as decoded."""
-    out = model.latent_forward(y, inv_gain, quality, quantizer)
+    """Rate-distortion loss of one image (distortion over its real pixels only).  ``quantizer``
+    relaxes the latent; the hyper-latent is always rounded.  Without a ``quantizer`` (the final
+    comparison) the output is clipped and rounded to 8 bits, as decoded."""
+    out = model.latent_forward(y, inv_gain, quality, quantizer, hyper_quantizer=hard_quantizer)
     pixels = mask.sum().clamp_min(1)
     x_hat = out["x_hat"].float()
     if quantizer is None:
