@@ -232,8 +232,3 @@ class Container:
         if v is None or not isinstance(v, kind) or isinstance(v, bool):
             raise CorruptStreamError(f"ncodec file lacks a valid {name!r} field")
         return v
-
-
-def peek_codec(data: bytes) -> str:
-    """The codec id of a stream (after full verification)."""
-    return Container.from_bytes(data).codec

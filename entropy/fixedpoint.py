@@ -56,11 +56,11 @@ class _FixedLayer:
             self.frac = int(min(frac, _MAX_WEIGHT_FRAC))
             if self.frac < 4:
                 raise ValueError(f"layer {layer} has weights too large for exact fixed-point evaluation")
-            self.weight = torch.round(w * 2.0**self.frac)
+            self.weight = torch.round(w * 2.0**self.frac).contiguous()
             b = layer.bias.detach().double().cpu() if layer.bias is not None else torch.zeros(w.shape[0 if self.kind == "Conv2d" else 1])
             self.bias = torch.round(b * 2.0 ** (self.frac + ACT_FRAC)).view(1, -1, 1, 1)
         elif isinstance(layer, nn.LeakyReLU):
-            self.slope = round(layer.negative_slope * (1 << _SLOPE_FRAC))
+            self.slope = round(layer.negative_slope * (1 << _SLOPE_FRAC)) / (1 << _SLOPE_FRAC)   # S / 2^16, exact
         elif not isinstance(layer, nn.ReLU):
             raise TypeError(f"{type(layer).__name__} is not supported in fixed-point entropy paths")
 
@@ -68,17 +68,16 @@ class _FixedLayer:
         L = self.layer
         if self.kind == "ReLU":
             return a.clamp_min(0)
-        if self.kind == "LeakyReLU":
-            return torch.where(a < 0, torch.floor(a * self.slope / (1 << _SLOPE_FRAC)), a)
+        if self.kind == "LeakyReLU":     # a * S / 2^16 is exact (|a| <= 2^24, S < 2^16); floor keeps integers
+            return F.leaky_relu(a, self.slope).floor_()
         if self.weight.device != a.device:      # kept on the device of the last call
             self.weight, self.bias = self.weight.to(a.device), self.bias.to(a.device)
         if self.kind == "Conv2d":
             acc = F.conv2d(a, self.weight, None, L.stride, L.padding, L.dilation, L.groups)
         else:
             acc = F.conv_transpose2d(a, self.weight, None, L.stride, L.padding, L.output_padding, L.groups, L.dilation)
-        acc = acc + self.bias
         limit = float(1 << (ACT_FRAC + ACT_CLAMP_BITS))
-        return torch.floor(acc / 2.0**self.frac).clamp_(-limit, limit)
+        return acc.add_(self.bias).mul_(2.0**-self.frac).floor_().clamp_(-limit, limit)   # 2^-F scales exactly
 
 
 class FixedPointNet:

@@ -21,6 +21,15 @@ def _restore_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads_after_module():
+    """The same for a test module's module-scoped fixtures, which are set up before the per-test
+    restore records the count and torn down after the module's last test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def natural_image(h: int = 96, w: int = 128) -> np.ndarray:
     """A crop of a photograph bundled with scikit-image (no research data needed)."""
     from skimage import data

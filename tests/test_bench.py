@@ -59,6 +59,19 @@ def test_video_bench_cli_writes_json_and_table(tmp_path, capsys):
     assert table[("nerv", "cpu")][3] != "-" and table[("nerv", "cpu")][-1].endswith("x")
 
 
+def test_video_bench_stages_are_the_codec():
+    """The bench decodes a video stream stage by stage: the stages give the very clip ``decode`` gives."""
+    from ncodec.eval.bench import _decode_video_stages
+    from ncodec.video.codec import VideoCodec
+
+    torch.set_num_threads(1)
+    codec = VideoCodec("hnerv", "cpu")
+    data = codec.encode(Video(synthetic_clip(4, 32, 48), 25), size="10k", epochs=1, progress=False)
+    video, seconds = _decode_video_stages(codec, data)
+    assert np.array_equal(video.frames, codec.decode(data).frames) and video.fps == 25
+    assert set(seconds) == {"container", "entropy", "synthesis"}
+
+
 def test_audio_bench_over_a_folder(tmp_path):
     torch.set_num_threads(1)
     t = np.arange(2 * 48000) / 48000

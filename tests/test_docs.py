@@ -6,7 +6,9 @@
 * README.md is a short user's page (at most 250 lines);
 * README.md, CHANGELOG.md and every page under docs/ carry no development history (dates,
   numbered work sessions, issue numbers) and no paths into the developers' data folder;
-* relative links in those pages point at files that exist.
+* relative links in those pages point at files that exist;
+* docs/format.md names the versions and tail masses the code uses, and its container example is
+  what the code writes.
 """
 from __future__ import annotations
 
@@ -178,3 +180,42 @@ def test_docs_pages_exist():
     for name in ("cli.md", "api.md", "format.md", "design.md", "models.md", "experiments.md",
                  "results/image.md", "results/video.md", "results/audio.md"):
         assert (DOCS / name).is_file(), f"docs/{name} is missing"
+
+
+def _format_md() -> str:
+    return (DOCS / "format.md").read_text(encoding="utf-8")
+
+
+def test_format_md_names_the_current_versions_and_tail_masses():
+    """docs/format.md states the container format and coder versions the code writes, and the tail
+    masses of the image and audio Gaussian rows an independent decoder must rebuild."""
+    from ncodec.audio.latent import TAIL_MASS as AUDIO_TAIL_MASS
+    from ncodec.container import CODER_VERSION, FORMAT_VERSION
+    from ncodec.entropy.tables import TAIL_MASS as IMAGE_TAIL_MASS
+
+    def short(x: float) -> str:         # 1e-09 -> 1e-9
+        return re.sub(r"e-0*(\d)", r"e-\1", f"{x:.0e}")
+
+    text = _format_md()
+    assert f"**container format {FORMAT_VERSION}**, **coder {CODER_VERSION}**" in text
+    assert f"container format version: {FORMAT_VERSION}" in text
+    assert f"Image: `T = {short(IMAGE_TAIL_MASS)}`" in text
+    assert f"audio: `T = {short(AUDIO_TAIL_MASS)}`" in text
+
+
+def test_format_md_container_example_is_what_the_code_writes():
+    """The annotated 79-byte example in docs/format.md is byte for byte what ``Container`` writes."""
+    from ncodec.container import Container
+
+    text = _format_md()
+    start = text.index("```\n", text.index("Example: a container")) + 4
+    example = bytearray()
+    for line in text[start:text.index("```", start)].splitlines():
+        for token in line.split():
+            if not re.fullmatch(r"[0-9a-f]{2}", token):
+                break
+            example.append(int(token, 16))
+    written = Container("audio", "mdct", bytes(range(8)), {"n": -3, "f": 0.5, "s": "é", "b": b"\x01\x02",
+                                                          "l": [1, -2, 300]}, {"z": b"ab", "y": b"xyz"}).to_bytes()
+    assert bytes(example) == written
+    assert Container.from_bytes(bytes(example)).fields["l"] == [1, -2, 300]

@@ -203,11 +203,19 @@ def test_gpu_encode_cpu_decode(name, photo):
     assert psnr(photo, cpu.decode(data)) > 24
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("name", ["factorized", "hyperprior", "slice"])
-def test_refinement_lowers_the_real_rd_loss(name):
+def test_refinement_lowers_the_real_rd_loss(name, bf16, monkeypatch):
     """Encoder-side refinement (--refine) optimises the latent for one image: the unchanged
     decoder reads the stream, its real loss (lambda * 255^2 * MSE + bpp of the decoded file)
-    drops, and the same input gives the same bytes again."""
+    drops, and the same input gives the same bytes again.  The search runs under bf16 autocast
+    on CPUs with bf16 kernels and in float32 elsewhere; both paths are run here, whatever the CPU,
+    except bf16 on a CPU that can only emulate it."""
+    from ncodec.image import refine
+
+    if bf16 and not refine.search_in_bf16(torch.device("cpu")):
+        pytest.skip("the bf16 refinement path needs a CPU with AVX512-BF16 or AMX (the float32 path runs here)")
+    monkeypatch.setattr(refine, "search_in_bf16", lambda device: bf16)
     codec = ncodec.load_codec(name, "cpu")
     img = natural_image(90, 120)                    # not a multiple of 64: the padding is masked out
     lam = codec.config.lambdas[2]
@@ -227,17 +235,22 @@ def test_refinement_lowers_the_real_rd_loss(name):
 
 
 def test_inference_gdn_matches_compressai():
-    """The in-place GDN used for coding computes exactly CompressAI's GDN and inverse GDN."""
+    """The in-place GDN used for coding, and the decoder's CompressAI-free GDN loaded from a
+    CompressAI GDN's state dict, compute exactly CompressAI's GDN and inverse GDN."""
     from compressai.layers import GDN
-    from ncodec.image.models import gdn_inference
+    from ncodec.image.models import InferenceGDN, gdn_inference
 
     torch.manual_seed(0)
     x = torch.randn(1, 8, 5, 7).contiguous(memory_format=torch.channels_last)
     for inverse in (False, True):
         gdn = GDN(8, inverse=inverse)
+        lean = InferenceGDN(8, inverse=inverse)
         with torch.no_grad():
             gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
+            gdn.beta[:2] = -1.0                 # below the bound: the reparametrisation clamps it
+            lean.load_state_dict(gdn.state_dict())
             assert torch.equal(gdn_inference(gdn, x), gdn(x))
+            assert torch.equal(lean(x), gdn(x))
 
 
 def test_subpixel_output_layer_matches_transposed_convolution():

@@ -128,3 +128,4 @@ def test_training_on_an_empty_folder_is_an_input_error(tmp_path, capsys, modalit
     assert main(args) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"no training {modality}" in err
+    assert not (tmp_path / "run").exists()      # the data is checked before any output is made

@@ -28,17 +28,26 @@ def synthetic_clip(frames: int = 6, h: int = 32, w: int = 48) -> np.ndarray:
     return (127 + 100 * np.sin(0.2 * x + 0.4 * t + c) * np.cos(0.15 * y + 0.1 * t)).astype(np.uint8)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every test here, and the fits its module-scoped fixtures make, runs on one thread (a fit
+    depends on the thread count); the count is restored when the module ends."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def clip() -> Video:
-    torch.set_num_threads(1)
     return Video(synthetic_clip(), 25)
 
 
 @pytest.fixture(scope="module", params=["nerv", "hnerv"])
 def coded(request, clip):
+    """The codec and its :class:`~ncodec.video.codec.Encoding` of the clip."""
     codec = VideoCodec(request.param, "cpu")
-    data = codec.encode(clip, **FAST)
-    return codec, data
+    return codec, codec.encode_and_reconstruct(clip, **FAST)
 
 
 def test_representation_round_trip_is_exact():
@@ -67,24 +76,25 @@ def test_size_solver_meets_budget():
 
 
 def test_decode_is_exact_and_above_floor(coded, clip):
-    codec, data = coded
-    decoded = codec.decode(data)
+    codec, encoded = coded
+    decoded = codec.decode(encoded.data)
     assert decoded.frames.shape == clip.frames.shape and decoded.fps == clip.fps
-    assert np.array_equal(decoded.frames, codec.reconstruction)   # same device: bit-exact
+    assert np.array_equal(decoded.frames, encoded.reconstruction)   # same device: bit-exact
     assert psnr(clip.frames, decoded.frames) > 21.0
 
 
 def test_tensors_in_stream_match_settings(coded):
-    codec, data = coded
-    c = Container.from_bytes(data)
+    codec, encoded = coded
+    c = Container.from_bytes(encoded.data)
     tensors = read_tensors(c)
     assert all(q.bits == 8 for q in tensors.values())
     assert ("embeddings" in tensors) == (codec.name == "hnerv")
-    assert sum(q.symbols.size for q in tensors.values()) == c.fields["params"]
+    assert sum(q.symbols.size for q in tensors.values()) == c.fields["params"] == encoded.params
 
 
 def test_damaged_streams_raise(coded):
-    codec, data = coded
+    codec, encoded = coded
+    data = encoded.data
     with pytest.raises(CorruptStreamError):
         codec.decode(data[:-7])
     c = Container.from_bytes(data)
@@ -109,11 +119,12 @@ def test_damaged_streams_raise(coded):
 
 def test_pruning_and_qat_options(clip):
     codec = VideoCodec("nerv", "cpu")
-    data = codec.encode(clip, **{**FAST, "epochs": 8}, bits=6, prune=0.3, prune_epochs=2, qat_epochs=2)
-    tensors = read_tensors(Container.from_bytes(data))
+    encoded = codec.encode_and_reconstruct(clip, **{**FAST, "epochs": 8}, bits=6, prune=0.3, prune_epochs=2,
+                                           qat_epochs=2)
+    tensors = read_tensors(Container.from_bytes(encoded.data))
     weights = np.concatenate([q.symbols.ravel() for n, q in tensors.items() if q.symbols.ndim >= 2])
     assert np.mean(weights == 0) >= 0.299 and all(q.bits == 6 for q in tensors.values())
-    assert np.array_equal(codec.decode(data).frames, codec.reconstruction)
+    assert np.array_equal(codec.decode(encoded.data).frames, encoded.reconstruction)
 
 
 def test_fit_is_deterministic_and_resumable(clip, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ import torchaudio
 from tqdm import tqdm
 
 from ..errors import InputError, UsageError
+from ..latent import interpolate_levels
 from ..training import RDOptimizer, TrainingLoop, export, run_folder
 from .io import READ_SUFFIXES, AudioReader
 from .mdct import frame_count, imdct, mdct
@@ -73,14 +74,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def training_files(folder: Path, exclude: set[str]) -> list[Path]:
+    """The audio files under ``folder`` not named in ``exclude``; InputError if there are none."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in READ_SUFFIXES and p.name not in exclude)
+    if not files:
+        raise InputError(f"no training audio ({', '.join(sorted(READ_SUFFIXES))}) under {folder}")
+    return files
+
+
 class FrameCorpus:
     """MDCT frames of every training signal, held in RAM, sampled as random crops."""
 
-    def __init__(self, folder: Path, exclude: set[str], hop: int, rate: int, rng: random.Random):
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in READ_SUFFIXES
-                       and p.name not in exclude)
-        if not files:
-            raise InputError(f"no training audio ({', '.join(sorted(READ_SUFFIXES))}) under {folder}")
+    def __init__(self, folder: Path, files: list[Path], hop: int, rate: int, rng: random.Random):
+        """``files`` under ``folder`` (see :func:`training_files`); their first folder below ``folder``
+        is their category."""
         self.signals: dict[str, list[tuple[torch.Tensor, int]]] = {}
         for path in tqdm(files, desc="transforming corpus", unit="file", leave=False):
             reader = AudioReader(path, rate)
@@ -133,10 +140,7 @@ def rd_loss(model: AudioModel, out: dict, coefs: torch.Tensor, quality: torch.Te
     count = coefs.shape[1] * coefs.shape[3]
     err = (out["coefs_hat"] - coefs).pow(2).mean(dim=(1, 2, 3))
     bits = sum(-torch.log2(lik).sum(dim=tuple(range(1, lik.dim()))) for lik in out["likelihoods"]) / count
-    lam = model.config.lambdas().to(coefs.device).log()
-    q = quality.clamp(0, model.config.levels - 1)
-    lo = q.floor().long().clamp(max=model.config.levels - 2)
-    lam_q = torch.exp(lam[lo] + (lam[lo + 1] - lam[lo]) * (q - lo.float()))
+    lam_q = interpolate_levels(model.config.lambdas().to(coefs.device).log(), quality)
     mel = mel_loss(coefs, out["coefs_hat"], rates, model.config) if mel_weight else coefs.new_zeros(())
     loss = (lam_q * err + bits).mean() + mel_weight * mel
     snr = 10 * torch.log10(coefs.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12) / err.clamp_min(1e-12))
@@ -151,6 +155,7 @@ def run(args) -> int:
         raise UsageError("--frames must be a positive multiple of 4")
     if args.hop and args.init:
         raise UsageError("--hop makes a new model; a warm start keeps the hop of its weights (drop --hop or --init)")
+    files = training_files(Path(args.data), set(args.exclude))      # before anything is written
     ckpt, log = run_folder(Path(args.out))
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -182,7 +187,7 @@ def run(args) -> int:
         torch.manual_seed(args.seed + step)
         print(f"resuming from step {step}")
     frames = args.frames or CROP_SAMPLES // config.hop
-    corpus = FrameCorpus(Path(args.data), set(args.exclude), config.hop, config.sample_rate, rng)
+    corpus = FrameCorpus(Path(args.data), files, config.hop, config.sample_rate, rng)
     print(f"corpus: {corpus.files} files, " + ", ".join(
         f"{c} {sum(s.shape[1] for s, _ in corpus.signals[c]) // 2} frames" for c in corpus.categories))
 

@@ -47,14 +47,15 @@ def accepts(path: Path) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _load(name: str, device: str, weights: str | None, precision: str | None, compile: bool):
+def _load(name: str, device: str, weights: str | None, precision: str | None, compile: bool,
+          decoder_only: bool = False):
     from ..registry import assets_dir
     from .codec import ImageCodec, latent_codec_for
     from .weights import load_weights
 
     if name not in CODECS:
         raise UsageError(f"unknown image codec {name!r}; available: {', '.join(CODECS)}")
-    loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name])
+    loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name], decoder_only)
     return ImageCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
                       device=device, description=CODECS[name], precision=precision, compile=compile)
 
@@ -89,10 +90,11 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
 
 
 def decode(container: Container, device: str, precision: str | None = None):
-    """Container -> HxWxC uint8 image (``precision`` of the synthesis transform as in :func:`load_codec`)."""
+    """Container -> HxWxC uint8 image (``precision`` of the synthesis transform as in :func:`load_codec`),
+    by a codec loaded for decoding only (without the encoder side and CompressAI)."""
     if container.model not in CODECS:
         raise ModelMismatchError(f"stream needs image model {container.model!r}, which this ncodec does not ship")
-    return load_codec(container.model, device, precision=precision).decode(container)
+    return _load(container.model, device, None, precision, False, decoder_only=True).decode(container)
 
 
 def decode_file(container: Container, dst: Path, device: str, force: bool, precision: str | None = None) -> str:

@@ -159,6 +159,8 @@ class ImageCodec:
         (see :mod:`ncodec.image.refine`): smaller files or higher PSNR for more encoding time;
         the stream and the decoder are unchanged."""
         q = self._quality(quality)
+        if self.model.g_a is None:
+            raise UsageError(f"codec {self.name!r} was loaded for decoding only")
         if not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE_STEPS:
             raise UsageError(f"refine must be a whole number of steps from 0 to {MAX_REFINE_STEPS}")
         arr, channels = as_image_array(image)
@@ -172,8 +174,7 @@ class ImageCodec:
             from .refine import refine_latent
 
             mask = F.pad(torch.ones_like(x[:, :1, :h, :w]), pad)
-            refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE,
-                                    bf16=self.device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE)
         del x
         data = self._to_stream(y, q, arr, channels)
         if refine:      # keep the refined latent only if it wins by the real measure: file size and decoded pixels

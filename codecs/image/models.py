@@ -26,6 +26,11 @@ or device decodes bit-exactly on any other.  The fixed-point networks run on the
 (float64 holding integers is exact on a GPU too: any summation order gives the same integers);
 the range coder and its table lookups run on the CPU; the reconstruction refinements (latent
 residual prediction) run in float on the transform device.
+
+CompressAI is imported only to build trainable models (:func:`build_model`).  A model built with
+``decoder_only`` holds what decoding needs and nothing from CompressAI: the synthesis transform with
+:class:`InferenceGDN` layers, the gains, the entropy networks and latent residual prediction; no
+analysis side, no trainable densities (the coder's tables are stored with the weights).
 """
 from __future__ import annotations
 
@@ -34,8 +39,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from compressai.entropy_models import EntropyBottleneck
-from compressai.layers import GDN
 
 from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
@@ -85,28 +88,69 @@ def deconv(cin, cout, k=5, s=2):
     return nn.ConvTranspose2d(cin, cout, k, stride=s, padding=k // 2, output_padding=s - 1)
 
 
+def _compressai():
+    """CompressAI's GDN and EntropyBottleneck, imported when a trainable model is built."""
+    from compressai.entropy_models import EntropyBottleneck
+    from compressai.layers import GDN
+
+    return GDN, EntropyBottleneck
+
+
 def analysis_transform(N: int, M: int) -> nn.Sequential:
     """x (3 channels) -> y (M channels) at 1/16 resolution, GDN nonlinearities."""
+    GDN = _compressai()[0]
     return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
 
 
-def synthesis_transform(N: int, M: int) -> nn.Sequential:
-    """y_hat (M channels) -> x_hat (3 channels), inverse GDN nonlinearities."""
+def synthesis_transform(N: int, M: int, gdn=None) -> nn.Sequential:
+    """y_hat (M channels) -> x_hat (3 channels), inverse GDN nonlinearities (``gdn``: the layer
+    class, CompressAI's GDN unless given)."""
+    GDN = gdn or _compressai()[0]
     return nn.Sequential(
         deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
         deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
     )
 
 
-def gdn_inference(gdn: GDN, x: torch.Tensor) -> torch.Tensor:
-    """CompressAI's GDN / inverse GDN forward with the normaliser computed in place: the same
-    numbers, without three of its four full-size temporaries (1.8x faster at 256x384x128 on CPU).
-    Inference only (no autograd)."""
+def _normalise(x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """``x * rsqrt(beta + gamma * x^2)`` (``sqrt`` if ``inverse``) as CompressAI's GDN computes it, the
+    normaliser in place: the same numbers, without three of its four full-size temporaries (1.8x
+    faster at 256x384x128 on CPU).  No autograd."""
     c = x.shape[1]
-    beta = gdn.beta_reparam(gdn.beta)
-    gamma = gdn.gamma_reparam(gdn.gamma).reshape(c, c, 1, 1)
-    norm = nn.functional.conv2d(x * x, gamma, beta)
-    return (norm.sqrt_() if gdn.inverse else norm.rsqrt_()).mul_(x)
+    norm = nn.functional.conv2d(x * x, gamma.reshape(c, c, 1, 1), beta)
+    return (norm.sqrt_() if inverse else norm.rsqrt_()).mul_(x)
+
+
+def gdn_inference(gdn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A CompressAI GDN / inverse GDN layer's forward through :func:`_normalise`."""
+    return _normalise(x, gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma), gdn.inverse)
+
+
+class InferenceGDN(nn.Module):
+    """CompressAI's GDN / inverse GDN for decoding (inference only), without CompressAI: ``beta`` and
+    ``gamma`` are buffers holding the reparametrised values that CompressAI's layer computes on each
+    call.  It loads CompressAI's state dict (``beta``, ``gamma`` and their reparametrisation bounds
+    and pedestals), applying the reparametrisation once as CompressAI does:
+    ``max(v, bound)^2 - pedestal``."""
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.register_buffer("beta", torch.empty(channels))
+        self.register_buffer("gamma", torch.empty(channels, channels))
+        self.register_load_state_dict_pre_hook(self._reparametrise)
+
+    @staticmethod
+    def _reparametrise(module, state: dict, prefix: str, *args) -> None:
+        for name in ("beta", "gamma"):
+            bound = state.pop(f"{prefix}{name}_reparam.lower_bound.bound", None)
+            pedestal = state.pop(f"{prefix}{name}_reparam.pedestal", None)
+            if bound is not None and pedestal is not None and prefix + name in state:
+                state[prefix + name] = torch.max(state[prefix + name], bound) ** 2 - pedestal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output, computed in place (no gradient reaches ``x``)."""
+        return _normalise(x, self.beta, self.gamma, self.inverse)
 
 
 SUBPIXEL_MAX_OUT = 16   # transposed convolutions with at most this many outputs run as sub-pixel convolutions
@@ -139,10 +183,10 @@ def subpixel_inference(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tens
 
 @torch.no_grad()
 def run_inference(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """A transform's forward pass for coding: GDN layers of a Sequential through :func:`gdn_inference`,
+    """A transform's forward pass for coding: CompressAI's GDN layers through :func:`gdn_inference`,
     narrow transposed convolutions through :func:`subpixel_inference`."""
     for layer in (net if isinstance(net, nn.Sequential) else (net,)):
-        if isinstance(layer, GDN):
+        if hasattr(layer, "beta_reparam"):        # CompressAI's GDN (trainable models)
             x = gdn_inference(layer, x)
         elif isinstance(layer, nn.ConvTranspose2d) and layer.out_channels <= SUBPIXEL_MAX_OUT:
             y = subpixel_inference(layer, x)
@@ -218,6 +262,14 @@ def _residual_symbols(y: torch.Tensor, means_fixed: torch.Tensor) -> np.ndarray:
     return d.sub_(means_fixed, alpha=1 / _ONE).round_().long().cpu().numpy()
 
 
+def _pointwise_at(net: FixedPointNet, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """A pointwise (1x1 convolutions) fixed-point network's output at the positions of the (H, W)
+    mask ``where`` alone, shape (N, C, count): the same integers as at those positions of ``net(x)``."""
+    n, c, h, _ = x.shape
+    picked = x[:, :, where]
+    return net(picked.view(n, c, h if picked.shape[2] % h == 0 else 1, -1)).flatten(2)
+
+
 def _z_shape(hyper: HyperLatentCodec, y_shape: tuple) -> tuple:
     """The hyper-latent's shape: 1/4 of the latent's resolution."""
     n, _, h, w = y_shape
@@ -225,16 +277,19 @@ def _z_shape(hyper: HyperLatentCodec, y_shape: tuple) -> tuple:
 
 
 class ImageModel(nn.Module):
-    """Shared skeleton: transforms, gain units and the rate/distortion bookkeeping."""
+    """Shared skeleton: transforms, gain units and the rate/distortion bookkeeping.  With
+    ``decoder_only`` (see module doc) the encoder side (``g_a``, ``h_a``) and the trainable densities
+    are None."""
 
-    def __init__(self, config: ImageModelConfig):
+    def __init__(self, config: ImageModelConfig, decoder_only: bool = False):
         super().__init__()
         self.config = config
         M = config.M
-        self.g_a = analysis_transform(config.N, M)
-        self.g_s = synthesis_transform(config.N, M)
-        # Quantization step ~ lambda^-1/2, so gains start proportional to sqrt(lambda).
-        init = 0.5 * torch.tensor(config.lambdas).log()
+        self.g_a = None if decoder_only else analysis_transform(config.N, M)
+        self.g_s = synthesis_transform(config.N, M, InferenceGDN if decoder_only else None)
+        # Quantization step ~ lambda^-1/2, so gains start proportional to sqrt(lambda).  Computed on
+        # the CPU even when the model is built on the meta device (whose log and mean load torch._dynamo).
+        init = 0.5 * torch.tensor(config.lambdas, device="cpu").log()
         self.log_gain = nn.Parameter((init - init.mean())[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
 
@@ -259,6 +314,7 @@ class ImageModel(nn.Module):
         return hyper_forward(self.h_a, self.h_s, self.z_prior, y, quantizer)
 
     def aux_loss(self) -> torch.Tensor:
+        EntropyBottleneck = _compressai()[1]
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor, quantizer: Quantizer | None = None) -> dict:
@@ -278,9 +334,10 @@ class ImageModel(nn.Module):
 class FactorizedModel(ImageModel):
     """Ballé 2018 factorized prior; one entropy bottleneck per quality level."""
 
-    def __init__(self, config: ImageModelConfig):
-        super().__init__(config)
-        self.priors = nn.ModuleList(EntropyBottleneck(config.M) for _ in range(config.levels))
+    def __init__(self, config: ImageModelConfig, decoder_only: bool = False):
+        super().__init__(config, decoder_only)
+        self.priors = None if decoder_only else \
+            nn.ModuleList(_compressai()[1](config.M) for _ in range(config.levels))
 
     def latent_forward(self, y, inv_gain, quality, quantizer=None, hyper_quantizer=None):
         quantizer = self.quantizer(quantizer)
@@ -328,12 +385,12 @@ class FactorizedLatentCodec:
 class HyperpriorModel(ImageModel):
     """Minnen 2018 mean-scale hyperprior (no autoregressive context)."""
 
-    def __init__(self, config: ImageModelConfig):
-        super().__init__(config)
+    def __init__(self, config: ImageModelConfig, decoder_only: bool = False):
+        super().__init__(config, decoder_only)
         N, M = config.N, config.M
-        self.h_a = hyper_analysis(M, N)
+        self.h_a = None if decoder_only else hyper_analysis(M, N)
         self.h_s = hyper_synthesis(N, 2 * M)
-        self.z_prior = EntropyBottleneck(N)
+        self.z_prior = None if decoder_only else _compressai()[1](N)
 
     def latent_forward(self, y, inv_gain, quality, quantizer=None, hyper_quantizer=None):
         z_lik, params = self.hyper_path(y, hyper_quantizer or quantizer)
@@ -390,13 +447,13 @@ class SliceModel(ImageModel):
     ``config.checkerboard`` each slice is coded in two passes (He et al. 2021, as ELIC's SCCTX):
     the anchors from the channel context, then the rest with the anchors as spatial context too."""
 
-    def __init__(self, config: ImageModelConfig):
-        super().__init__(config)
+    def __init__(self, config: ImageModelConfig, decoder_only: bool = False):
+        super().__init__(config, decoder_only)
         N, M, H = config.N, config.M, config.hyper_channels
         assert sum(config.slices) == M, "slice sizes must add up to M"
-        self.h_a = hyper_analysis(M, N)
+        self.h_a = None if decoder_only else hyper_analysis(M, N)
         self.h_s = hyper_synthesis(N, H)
-        self.z_prior = EntropyBottleneck(N)
+        self.z_prior = None if decoder_only else _compressai()[1](N)
         offsets = [0]
         for s in config.slices:
             offsets.append(offsets[-1] + s)
@@ -454,6 +511,8 @@ class SliceLatentCodec:
         self.context = [FixedPointNet(net) for net in model.context]
         self.checkerboard = model.config.checkerboard
         if self.checkerboard:
+            assert all(m.kernel_size == (1, 1) for net in model.fuse for m in net if isinstance(m, nn.Conv2d)), \
+                "the fusion networks must be pointwise (see _pointwise_at)"
             self.spatial = [FixedPointNet(net) for net in model.spatial]
             self.fuse = [FixedPointNet(net) for net in model.fuse]
         self.lrp = model.lrp
@@ -498,7 +557,9 @@ class SliceLatentCodec:
                 buf[:, lo:hi] = _symbols_to_fixed(code(i, means, scales, None), means)
                 continue
             first = _symbols_to_fixed(code(i, means, scales, anchors), means).mul_(anchors)
-            params = params + self.fuse[i](torch.cat([self.spatial[i](first), params], dim=1)).mul_(~anchors)
+            others = ~anchors       # the fusion corrects these positions only: run it there alone
+            params[:, :, others] += _pointwise_at(self.fuse[i], torch.cat([self.spatial[i](first), params], dim=1),
+                                                  others)
             means, scales = params.chunk(2, dim=1)
             second = _symbols_to_fixed(code(i, means, scales, ~anchors), means)
             buf[:, lo:hi] = torch.where(anchors, first, second)
@@ -554,9 +615,10 @@ PRESETS = {
 }
 
 
-def build_model(config: ImageModelConfig) -> ImageModel:
-    """Instantiate the model for a config."""
+def build_model(config: ImageModelConfig, decoder_only: bool = False) -> ImageModel:
+    """Instantiate the model for a config: trainable, from CompressAI's layers, or with
+    ``decoder_only`` what decoding needs, without CompressAI (see module doc)."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown image architecture {config.arch!r}; choose from {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[config.arch](config)
+    return ARCHITECTURES[config.arch](config, decoder_only)
 

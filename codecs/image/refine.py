@@ -87,9 +87,16 @@ def refine_tile(model, xm: torch.Tensor, quality: float, steps: int, bf16: bool 
     return y.detach() if refined < best else y0
 
 
+def search_in_bf16(device: torch.device) -> bool:
+    """Whether the search runs under bf16 autocast: on CUDA and on CPUs with bf16 kernels
+    (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower than float32."""
+    return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def refine_latent(model, x: torch.Tensor, mask: torch.Tensor, quality: float, steps: int,
-                  tile: int, margin: int, stride: int, bf16: bool = False) -> torch.Tensor:
+                  tile: int, margin: int, stride: int) -> torch.Tensor:
     """Refined gain-scaled latent of a padded image ``x`` (1, 3, H, W), tile by tile."""
+    bf16 = search_in_bf16(x.device)
     was_training = model.training
     model.eval()
     try:

@@ -223,13 +223,17 @@ def train(opts: TrainOptions) -> Path:
     torch.manual_seed(opts.seed + 1_000_003 * dist.rank)
     rng = random.Random(opts.seed + 1_000_003 * dist.rank)
     device = torch.device(f"cuda:{dist.local_rank}" if opts.device == "cuda" else opts.device)
-    ckpt, log = run_folder(opts.out, opts.checkpoint_seconds)
-
     config = PRESETS[opts.arch]
     if opts.checkerboard:
         if config.arch != "slice":
             raise UsageError("--checkerboard applies to the slice model only")
         config = dataclasses.replace(config, checkerboard=True)
+    levels = config.levels
+    q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
+    if not 1 <= q_lo <= q_hi <= levels:
+        raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
+    sampler = CropSampler(opts.data, opts.crop, rng)     # the data is read before anything is written
+    ckpt, log = run_folder(opts.out, opts.checkpoint_seconds)
     state = ckpt.load(device)
     if state is not None and ImageModelConfig.from_dict(state["config"]) != config:
         raise UsageError(f"{ckpt.path} holds a different model ({state['config']['arch']}, checkerboard "
@@ -267,17 +271,12 @@ def train(opts: TrainOptions) -> Path:
         model.load_state_dict(copied, strict=False)
         print(f"warm start from {opts.init}: {len(copied)} tensors")
 
-    sampler = CropSampler(opts.data, opts.crop, rng)
     amp = device.type == "cuda" if opts.amp is None else opts.amp
     if step == 0 and opts.prior_warmup and dist.main:   # DDP then copies rank 0's weights to every rank
         fit_priors(model, sampler, opts.prior_warmup, batch=opts.batch, amp=amp)
     net = dist.wrap(model)
     if opts.compile:   # the optimizer and the checkpoints keep using ``model``: state dicts are unchanged
         net = torch.compile(net)
-    levels = config.levels
-    q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
-    if not 1 <= q_lo <= q_hi <= levels:
-        raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
     quantizer = hard_quantizer if opts.hard_quantization else None   # None: the model's training quantizers
 
     def checkpoint() -> dict:

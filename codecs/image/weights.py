@@ -4,7 +4,10 @@ machine codes with the same numbers).  Loading never unpickles anything.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+
+import torch
 
 from ..entropy import FactorizedPrior
 from ..errors import ModelMismatchError
@@ -12,6 +15,7 @@ from ..weightsfile import RANS_BUFFERS, model_tensors, prior_tensors, read_prior
 from .models import ImageModel, ImageModelConfig, build_model
 
 FORMAT = "ncodec-image-model/1"
+ENCODER_SIDE = ("g_a.", "h_a.", "z_prior.", "priors.")   # tensors a decoder-only model leaves out
 
 
 def priors_of(model: ImageModel) -> dict[str, FactorizedPrior]:
@@ -37,14 +41,22 @@ class LoadedWeights:
         self.model, self.priors, self.digest, self.extra = model, priors, digest, extra
 
 
-def load_weights(path: Path) -> LoadedWeights:
-    """Read a weights file (no pickle) and rebuild its model in eval mode."""
+def load_weights(path: Path, decoder_only: bool = False) -> LoadedWeights:
+    """Read a weights file (no pickle) and rebuild its model in eval mode: the trainable model, or
+    with ``decoder_only`` the decoder of :func:`~ncodec.image.models.build_model` (built without
+    CompressAI, its modules on the meta device and then given the file's tensors, converted to
+    float32, without initialising weights that the file replaces; encoder-side tensors are skipped)."""
     f = read_weights(path, FORMAT, "image model")
     try:
-        model = build_model(ImageModelConfig.from_dict(f.config))
+        with torch.device("meta") if decoder_only else nullcontext():
+            model = build_model(ImageModelConfig.from_dict(f.config), decoder_only)
     except (TypeError, ValueError) as exc:
         raise ModelMismatchError(f"{path} has an unusable config ({exc})") from None
-    missing, unexpected = model.load_state_dict(f.state(), strict=False)
+    skip = ("coder.",) + (ENCODER_SIDE if decoder_only else ())
+    try:
+        missing, unexpected = model.load_state_dict(f.state(skip), strict=False, assign=decoder_only)
+    except RuntimeError as exc:
+        raise ModelMismatchError(f"{path} does not fit architecture {model.config.arch!r} ({exc})") from None
     missing = [m for m in missing if not any(b in m for b in RANS_BUFFERS)]
     if missing or unexpected:
         raise ModelMismatchError(f"{path} does not fit architecture {model.config.arch!r} (missing {missing[:3]}, "

@@ -7,6 +7,7 @@ lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m`` (4:4:4), or PNG frames for a 
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..container import Container
@@ -83,13 +84,16 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     check_output(dst, force)
     video = read_video(src, **read)
     vc = load_codec(codec or DEFAULT_CODEC, device)
-    data = vc.encode(video, **options)
+    t0 = time.perf_counter()
+    encoded = vc.encode_and_reconstruct(video, **options)
+    encode_s = time.perf_counter() - t0
+    data = encoded.data
     write_bytes(dst, data, force)
     t, h, w = video.shape
-    quality, bpp = psnr(video.frames, vc.reconstruction), 8 * len(data) / (t * h * w)
-    return {"bytes": len(data), "bpp": bpp, "psnr": quality, "frames": t, "params": vc.stats["params"],
-            "encode_s": vc.stats["encode_s"],
-            "summary": f"{vc.name} {vc.stats['params']} params, {len(data)} bytes, {bpp:.4f} bpp, "
+    quality, bpp = psnr(video.frames, encoded.reconstruction), 8 * len(data) / (t * h * w)
+    return {"bytes": len(data), "bpp": bpp, "psnr": quality, "frames": t, "params": encoded.params,
+            "encode_s": encode_s,
+            "summary": f"{vc.name} {encoded.params} params, {len(data)} bytes, {bpp:.4f} bpp, "
                        f"{quality:.2f} dB PSNR over {t} frames {w}x{h}"}
 
 
@@ -105,11 +109,12 @@ def decode_file(container: Container, dst: Path, device: str, force: bool) -> st
     dst = Path(dst)
     if dst.suffix:
         check_output(dst, force)
-    vc = load_codec(container.model, device)
-    video = vc.decode(container)
+    t0 = time.perf_counter()
+    video = load_codec(container.model, device).decode(container)
+    decode_s = time.perf_counter() - t0
     write_video(dst, video, force)
     t, h, w = video.shape
-    return f"{t} frames {w}x{h} at {float(video.fps):g} fps, synthesised at {vc.stats['fps']:.1f} frames/s"
+    return f"{t} frames {w}x{h} at {float(video.fps):g} fps, decoded at {t / max(decode_s, 1e-9):.1f} frames/s"
 
 
 def describe(container: Container, nbytes: int) -> dict:

@@ -89,10 +89,6 @@ class QuantizedTensor:
         x = torch.from_numpy(self.symbols.astype(np.float32))
         return x * _broadcast(step, x)
 
-    @property
-    def model_bytes(self) -> int:
-        return 0 if self.params is None else len(self.params)
-
 
 # ---- the per-tensor entropy models -----------------------------------------------------------------
 # Every probability below comes from integers (Python ints, exact) divided once by their integer
@@ -259,12 +255,6 @@ def _layout(tensors: list[QuantizedTensor]) -> tuple[TableSet, np.ndarray]:
             offsets.append(-qmax(t.bits))
             index.append(np.full(math.prod(t.shape), len(rows) - 1, dtype=np.int64))
     return stack_rows(rows, offsets), np.concatenate(index)
-
-
-def ideal_bits(tensors: list[QuantizedTensor]) -> float:
-    """Ideal code length of the tensors' symbols under their models (model bytes not counted)."""
-    tables, index = _layout(tensors)
-    return tables.ideal_bits(np.concatenate([t.symbols.ravel() for t in tensors]), index)
 
 
 # ---- the two sections ------------------------------------------------------------------------------

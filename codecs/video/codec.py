@@ -12,7 +12,7 @@ and within rounding (rarely +-1 level) elsewhere.
 """
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,8 +21,8 @@ import torch
 
 from ..container import Container
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
-from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, ideal_bits,
-                        quantize_tensor, read_table)
+from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, quantize_tensor,
+                        read_table)
 from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
 from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
 from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
@@ -99,8 +99,18 @@ def _check_config(c: Container) -> tuple[INRConfig, int, int]:
     return cfg, h, w
 
 
+@dataclass(frozen=True, eq=False)
+class Encoding:
+    """What :meth:`VideoCodec.encode_and_reconstruct` returns."""
+
+    data: bytes                  # the container bytes, as :meth:`VideoCodec.encode` returns them
+    reconstruction: np.ndarray   # T x H x W x 3 uint8: the frames the stream decodes to on this device
+    params: int                  # stored values: decoder parameters and HNeRV's embeddings
+
+
 class VideoCodec:
-    """NeRV or HNeRV: ``encode(video, size=..., epochs=...)`` fits and codes, ``decode`` synthesises."""
+    """NeRV or HNeRV: ``encode(video, size=..., epochs=...)`` fits and codes, ``decode`` synthesises.
+    The object holds only its name and device, so one object may code any number of clips."""
 
     modality = "video"
 
@@ -110,18 +120,26 @@ class VideoCodec:
         if device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda was asked for but no CUDA GPU is available")
         self.name, self.device = name, torch.device(device)
-        self.stats: dict = {}                           # of the last encode/decode
-        self.reconstruction: np.ndarray | None = None   # the encoder's own decoded frames (last encode)
 
     def encode(self, data, quality=None, **options) -> bytes:
         """Fit, compress and code a clip; options as in :data:`DEFAULTS` (size like "0.75M")."""
+        return self._fit_and_code(data, quality, options)[0]
+
+    def encode_and_reconstruct(self, data, quality=None, **options) -> Encoding:
+        """:meth:`encode`, and the frames the stream decodes to on this device, synthesised from the
+        coded tensors (the stream is not read back)."""
+        out, cfg, coded = self._fit_and_code(data, quality, options)
+        _, h, w = _as_video(data).shape
+        return Encoding(out, self._synthesize(cfg, coded, h, w), cfg.stored_params())
+
+    def _fit_and_code(self, data, quality, options: dict) -> tuple[bytes, INRConfig, dict[str, QuantizedTensor]]:
+        """The container bytes of a clip, the network's architecture and its coded tensors by name."""
         if quality is not None:
             raise UsageError("video codecs take size (model parameters) and epochs, not quality")
         s = _settings(options)
         video = _as_video(data)
         t, h, w = video.shape
         cfg = solve_config(self.name, s["params"], t, h, w)
-        t0 = time.perf_counter()
         model, _ = fit(cfg, video.frames, s["epochs"], s["lr"], s["batch_size"], s["seed"], self.device,
                        Path(s["checkpoint"]) if s["checkpoint"] else None, s["progress"])
         embeddings = embed_frames(model, video.frames, self.device)
@@ -148,18 +166,13 @@ class VideoCodec:
                      masks=masks, quant=quant, desc="quantisation-aware fine-tune", progress=s["progress"])
         coded = {n: quantize_tensor(x, *quant[n]) for n, x in tensors.items()}
         meta, symbols = encode_tensors(list(coded.values()))
-        t1 = time.perf_counter()
-        self.reconstruction = self._synthesize(cfg, coded, h, w)
         fields = {**cfg.to_fields(), "h": h, "w": w, "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
                   "epochs": s["epochs"], "seed": s["seed"], "bits": s["bits"], "embed_bits": s["embed_bits"],
                   "prune_permille": int(round(1000 * s["prune"])), "qat_epochs": s["qat_epochs"],
                   "params": cfg.stored_params()}
         del fields["arch"]
         out = Container("video", self.name, cfg.digest(), fields, {"meta": meta, "symbols": symbols}).to_bytes()
-        self.stats = {"encode_s": t1 - t0, "params": cfg.stored_params(), "bytes": len(out),
-                      "bpp": 8 * len(out) / (t * h * w), "symbols_bytes": len(symbols), "meta_bytes": len(meta),
-                      "ideal_symbols_bytes": ideal_bits(list(coded.values())) / 8}
-        return out
+        return out, cfg, coded
 
     def _synthesize(self, cfg: INRConfig, coded: dict[str, QuantizedTensor], h: int, w: int) -> np.ndarray:
         decoder = Decoder(cfg).to(self.device)
@@ -168,20 +181,20 @@ class VideoCodec:
         return synthesize(decoder.eval(), embeddings, h, w)
 
     def decode(self, data: bytes | Container) -> Video:
-        """Container bytes -> the decoded :class:`Video`."""
+        """Container bytes -> the decoded :class:`Video`: the stream's tensors (:func:`read_tensors`)
+        through :meth:`synthesize_clip`."""
         c = data if isinstance(data, Container) else Container.from_bytes(data)
         if c.codec != "video":
             raise ModelMismatchError(f"this is a {c.codec} stream, not a video stream")
         if c.model != self.name:
             raise ModelMismatchError(f"stream was made with video codec {c.model!r}, not {self.name!r}")
+        return self.synthesize_clip(c, read_tensors(c))
+
+    def synthesize_clip(self, c: Container, coded: dict[str, QuantizedTensor]) -> Video:
+        """The clip of video stream ``c`` from its tensors as :func:`read_tensors` decodes them."""
         cfg, h, w = _check_config(c)
         fps = Fraction(c.require("fps_num"), max(1, c.require("fps_den")))
-        t0 = time.perf_counter()
-        coded = read_tensors(c)
-        t1 = time.perf_counter()
         frames = self._synthesize(cfg, coded, h, w)
-        t2 = time.perf_counter()
-        self.stats = {"entropy_s": t1 - t0, "synthesis_s": t2 - t1, "fps": cfg.frames / max(t2 - t1, 1e-9)}
         try:
             return Video(frames, check_fps(fps))
         except InputError:
