@@ -75,3 +75,12 @@ def quality_at_rate(rate_anchor, quality_anchor, rate: float, higher_is_better: 
     x, y = _curve(_log_rate(rate_anchor, "anchor"), quality_anchor, "anchor curve", higher_is_better)
     at = float(_log_rate(rate, "rate"))
     return float(PchipInterpolator(x, y)(at)) if x[0] <= at <= x[-1] else None
+
+
+def default_anchor(curves: list[str], classical, preferred: str) -> str:
+    """The BD-rate anchor among ``curves`` (the sweep's, then any reference curves, by result name):
+    ``preferred`` if there, else the first classical codec, else the first curve."""
+    ranked = [c for c in curves if c in classical]
+    if preferred in ranked:
+        return preferred
+    return ranked[0] if ranked else curves[0]

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..audio.powerlaw import SIGNALS, SPEECH_MAX_RATE
 from ..fileio import write_text
 from . import audio_metrics as am
+from . import bdrate
 from .bdrate import bd_psnr, bd_rate, quality_at_rate
 from .classical_audio import CODECS as CLASSICAL, align
 from .plot import plot_rd
@@ -46,8 +47,8 @@ def add_arguments(p) -> None:
     p.add_argument("--kbps", default=",".join(map(str, DEFAULT_KBPS)), help="target bitrates, comma-separated")
     p.add_argument("--out", default="results/audio", help="folder for JSON, bdrate.md/csv and plots")
     p.add_argument("--anchor", default=None,
-                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: opus if swept, "
-                        "else the first classical codec, else the first codec)")
+                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: opus if swept or "
+                        "given as a reference, else the first classical codec, else the first codec)")
     p.add_argument("--visqol-kbps", default="all",
                    help="targets at which to run ViSQOL ('all', 'none' or a list; it takes ~3 s per second of music)")
     p.add_argument("--seconds", type=float, default=0.0, help="use only the first N seconds of each file (0 = all)")
@@ -328,13 +329,11 @@ def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[fl
     return summary
 
 
-def default_anchor(codecs: list[str]) -> str:
-    """The BD-rate anchor among ``codecs``, by result name: opus, else the first classical codec,
-    else the first codec."""
-    classical = [c for c in codecs if c in CLASSICAL]
-    if classical:
-        return "opus" if "opus" in classical else classical[0]
-    return codecs[0].replace(":", "-")
+def default_anchor(codecs: list[str], references=()) -> str:
+    """The BD-rate anchor among ``codecs`` and the ``references`` files' curves, by result name: opus,
+    else the first classical codec, else the first codec."""
+    names = [c.replace(":", "-") for c in codecs] + [json.loads(Path(r).read_text()).get("name", Path(r).stem) for r in references]
+    return bdrate.default_anchor(names, CLASSICAL, "opus")
 
 
 def run(a) -> int:
@@ -359,7 +358,7 @@ def run(a) -> int:
     except ValueError:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
-        run_audio_eval(folder, codecs, Path(a.out), kbps, a.anchor or default_anchor(codecs), vk, a.seconds,
+        run_audio_eval(folder, codecs, Path(a.out), kbps, a.anchor or default_anchor(codecs, a.reference), vk, a.seconds,
                        a.device, a.visqol_seconds, a.weights, a.reference, a.signal)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..fileio import write_text
 from ..image import io as image_io
+from . import bdrate
 from .bdrate import bd_psnr, bd_rate
 from .classical import CLASSICAL_CODECS, get_codec
 from .metrics import bpp, ms_ssim, psnr
@@ -271,8 +272,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
     p.add_argument("--per-image", action="store_true")
     p.add_argument("--anchor", default=None,
-                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: avif if swept, "
-                        "else the first classical codec, else the first codec)")
+                   help="BD-rate reference: a codec of the sweep or a --reference curve (default: avif if swept or "
+                        "given as a reference, else the first classical codec, else the first codec)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
@@ -294,16 +295,14 @@ def parse_qualities(specs: list[str]) -> dict[str, list[float]]:
     return out
 
 
-def default_anchor(codecs: list[str]) -> str:
-    """The BD-rate anchor among ``codecs``: avif, else the first classical codec, else the first codec."""
+def default_anchor(codecs: list[str], references=()) -> str:
+    """The BD-rate anchor among ``codecs`` and the ``references`` files' curves: avif, else the first
+    classical codec, else the first codec."""
     import ncodec
 
-    classical = [c for c in codecs if c in CLASSICAL_CODECS]
-    if classical:
-        return "avif" if "avif" in classical else classical[0]
-    if codecs[0] == NCODEC_PREFIX + "*":
-        return NCODEC_PREFIX + ncodec.list_codecs(modality="image")[0]
-    return codecs[0]
+    names = [n for c in codecs for n in ([NCODEC_PREFIX + m for m in ncodec.list_codecs(modality="image")]
+                                          if c == NCODEC_PREFIX + "*" else [c])]
+    return bdrate.default_anchor(names + [n for r in references for n in read_curves(r)], CLASSICAL_CODECS, "avif")
 
 
 def run(a) -> int:
@@ -322,7 +321,7 @@ def run(a) -> int:
         raise InputError(str(exc)) from None
     try:
         summary = run_image_eval(folder, codecs, Path(a.out), per_image=a.per_image,
-                                 anchor=a.anchor or default_anchor(codecs), workers=a.workers,
+                                 anchor=a.anchor or default_anchor(codecs, a.reference), workers=a.workers,
                                  reference_jsons=[Path(r) for r in a.reference], qualities=parse_qualities(a.qualities))
     except ValueError as exc:
         raise UsageError(str(exc)) from None

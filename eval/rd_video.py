@@ -19,6 +19,7 @@ from skimage.color import rgb2ycbcr
 from tqdm import tqdm
 
 from ..fileio import write_text
+from . import bdrate
 from .metrics import ms_ssim, psnr
 from .plot import plot_rd
 from .rd_image import bd_table, write_bd_table
@@ -181,10 +182,8 @@ def add_arguments(p) -> None:
 def default_anchor(codecs: list[str], bits: int, qat_epochs: int) -> str:
     """The BD-rate anchor among ``codecs``: libx264, else the first classical codec, else the first
     codec's curve at ``bits``."""
-    classical = [c for c in codecs if c in CLASSICAL]
-    if classical:
-        return "libx264" if "libx264" in classical else classical[0]
-    return _curve_name(codecs[0], bits, qat_epochs)
+    names = [c if c in CLASSICAL else _curve_name(c, bits, qat_epochs) for c in codecs]
+    return bdrate.default_anchor(names, CLASSICAL, "libx264")
 
 
 def run(a) -> int:

@@ -1,4 +1,5 @@
 """The ncodec command line end to end, including its error handling."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -248,8 +249,8 @@ def test_eval_bench_train_input_errors(tmp_path, capsys):
 
 
 def test_eval_anchor_defaults_to_a_swept_codec(tmp_path):
-    """Without --anchor the BD table is against a codec of the sweep: avif when swept, else the first
-    classical codec, else the first codec (image, video and audio alike)."""
+    """Without --anchor the BD table is against a codec of the sweep or a reference curve: avif when
+    there, else the first classical codec, else the first codec (image, video and audio alike)."""
     from ncodec.eval import rd_audio, rd_image, rd_video
 
     photos = tmp_path / "photos"
@@ -268,3 +269,9 @@ def test_eval_anchor_defaults_to_a_swept_codec(tmp_path):
     assert rd_video.default_anchor(["hnerv", "nerv"], 6, 10) == "hnerv-6bit-qat10"
     assert rd_audio.default_anchor(["ncodec:mdct", "aac", "mp3"]) == "aac"
     assert rd_audio.default_anchor(["ncodec:mdct"]) == "ncodec-mdct"
+    opus = tmp_path / "opus.json"
+    opus.write_text(json.dumps({"name": "opus", "results": {}}))
+    assert rd_audio.default_anchor(["ncodec:mdct"], [opus]) == "opus"      # a reference curve anchors too
+    avif = tmp_path / "avif.json"
+    avif.write_text(json.dumps({"name": "avif", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30, 33]}}))
+    assert rd_image.default_anchor(["ncodec:slice", "jpeg"], [avif]) == "avif"
