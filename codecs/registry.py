@@ -46,3 +46,13 @@ def assets_dir() -> Path:
     """Folder holding the shipped weights (``NCODEC_ASSETS`` overrides it)."""
     env = os.environ.get("NCODEC_ASSETS")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "assets"
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A package's module ``__getattr__`` that imports its public names (name -> relative module) on
+    first use, so that importing the package stays light."""
+    def __getattr__(name: str):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(exports[name], package), name)
+    return __getattr__
