@@ -111,10 +111,7 @@ class ImageCodec:
         self.compiled = bool(compile)
         self._run_analysis, self._run_synthesis = self._analyse, self._synthesise
         if self.compiled:
-            # static shapes: torch 2.14's dynamic-shape kernels for these transforms corrupted memory
-            # on the second image size in a process
-            self._run_analysis, self._run_synthesis = (torch.compile(self._analyse, dynamic=False),
-                                                       torch.compile(self._synthesise, dynamic=False))
+            self._run_analysis, self._run_synthesis = torch.compile(self._analyse), torch.compile(self._synthesise)
 
     @property
     def qualities(self) -> list[float]:
