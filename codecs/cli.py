@@ -505,8 +505,6 @@ def _command(argv) -> int:
         print("ncodec: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:     # the reader went away (``ncodec info x.ncz | head -1``): nothing left to say
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MemoryError:

@@ -67,7 +67,11 @@ def atomic_output(path: Path, force: bool = False, folder: bool = False):
 def _replace_folder(new: Path, path: Path) -> None:
     """Put folder ``new`` in place of the existing folder ``path`` (two renames), then delete the old one."""
     old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
-    os.replace(path, old)          # a folder may be renamed onto an empty one
+    try:
+        os.replace(path, old)      # a folder may be renamed onto an empty one
+    except OSError:
+        os.rmdir(old)
+        raise
     try:
         os.replace(new, path)
     except OSError:

@@ -53,6 +53,6 @@ def plot_rd(json_paths, out_path: Path, metric: str = "psnr-rgb", title: str | N
     fig.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_path, force=True) as tmp:
-        fig.savefig(tmp, format=out_path.suffix[1:] or plt.rcParams["savefig.format"])
+        fig.savefig(tmp, format=out_path.suffix[1:])     # .png or .svg, checked above
     plt.close(fig)
     return out_path

@@ -188,7 +188,7 @@ def test_compiled_transforms_interoperate(photo):
     data = compiled.encode(photo, quality=3)
     assert abs(psnr(photo, eager.decode(data)) - psnr(photo, eager.decode(eager.encode(photo, quality=3)))) < 0.05
     assert abs(psnr(photo, compiled.decode(data)) - psnr(photo, eager.decode(data))) < 0.05
-    other = natural_image(150, 200)                 # a second size: a fresh static compilation, same codec
+    other = natural_image(150, 200)                 # a second size through the same compiled codec
     assert abs(psnr(other, compiled.decode(compiled.encode(other, quality=3)))
                - psnr(other, eager.decode(eager.encode(other, quality=3)))) < 0.05
 

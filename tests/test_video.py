@@ -31,11 +31,8 @@ def synthetic_clip(frames: int = 6, h: int = 32, w: int = 48) -> np.ndarray:
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Every test here, and the fits its module-scoped fixtures make, runs on one thread (a fit
-    depends on the thread count); the count is restored when the module ends."""
-    threads = torch.get_num_threads()
+    depends on the thread count); conftest restores the count when the module ends."""
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from ..entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
 from ..entropy.tiling import run_tiled
 from ..entropy.tables import stack_rows
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
-from .models import run_inference
+from .models import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec, run_inference
 
 PAD = 64                     # images are padded to this multiple (latent 1/16, hyper-latent 1/64)
 STRIDE = 16                  # pixels per latent position
@@ -258,8 +258,6 @@ class ImageCodec:
 
 def latent_codec_for(model, priors: dict):
     """The latent codec matching one of ncodec's own architectures."""
-    from .models import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec
-
     arch = model.config.arch
     if arch == "factorized":
         return FactorizedLatentCodec([priors[f"prior{i}"] for i in range(model.config.levels)])

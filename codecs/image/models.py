@@ -561,7 +561,7 @@ class SliceLatentCodec:
             params[:, :, others] += _pointwise_at(self.fuse[i], torch.cat([self.spatial[i](first), params], dim=1),
                                                   others)
             means, scales = params.chunk(2, dim=1)
-            second = _symbols_to_fixed(code(i, means, scales, ~anchors), means)
+            second = _symbols_to_fixed(code(i, means, scales, others), means)
             buf[:, lo:hi] = torch.where(anchors, first, second)
 
     def compress(self, y: torch.Tensor, level: int = 0) -> tuple[dict, float]:
