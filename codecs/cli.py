@@ -49,6 +49,9 @@ def _add_common(p):
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="folders: files coded in N worker processes (default 1, which already uses every "
                         "core through torch's threads; more pays on many-core machines)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="folders: code the files on the Dask cluster whose scheduler is at ADDRESS (e.g. "
+                        "tcp://host:8786; workers need ncodec and the same paths)")
 
 
 def _quiet_warnings() -> None:
@@ -81,10 +84,10 @@ def _init_worker(threads: int) -> None:
     keep_freed_memory()
 
 
-def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
+def _batch(src: Path, dst: Path, wanted, task, jobs: int | None, cluster: str | None = None) -> int:
     """Run ``task(file, dst)`` (picklable; returns the line to print) over the ``wanted`` files of
-    folder ``src`` into folder ``dst`` in ``jobs`` processes, keep going past failures, exit
-    non-zero if any failed."""
+    folder ``src`` into folder ``dst`` in ``jobs`` processes (or on the Dask ``cluster``), keep
+    going past failures, exit non-zero if any failed."""
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -112,7 +115,19 @@ def _batch(src: Path, dst: Path, wanted, task, jobs: int | None) -> int:
             tqdm.write(f"ncodec: {f}: {exc}", file=sys.stderr)
         bar.update(1)
 
-    if jobs == 1:
+    if cluster:
+        import torch
+
+        from .cluster import cluster_executor, with_threads
+
+        src, dst = src.resolve(), dst.resolve()
+        files = [f.resolve() for f in files]
+        with cluster_executor(cluster) as pool:
+            job = with_threads(task, torch.get_num_threads())
+            futures = {pool.submit(job, f, dst): f for f in files}
+            for fut in as_completed(futures):
+                finish(futures[fut], fut.result)
+    elif jobs == 1:
         for f in files:
             finish(f, lambda: task(f, dst))
     else:   # spawn, not fork: forking a process whose torch thread pools run can deadlock
@@ -161,11 +176,12 @@ def cmd_encode(a) -> int:
     options = dict(codec=a.model, quality=a.quality, device=a.device, force=a.force, **_modality_options(a))
     single = not src.is_dir() or dst.suffix.lower() == ".ncz"   # a folder of video frames into one stream
     if single:
+        _folders_only(a)
         print(_encode_task(src, dst, options))
         return 0
     apps = [api.app_for_input(src, a.model)] if a.model else list(registry.apps().values())
     task = partial(_encode_task, options=options, into_folder=True)
-    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs)
+    return _batch(src, dst, lambda f: any(app.accepts(f) for app in apps), task, a.jobs, a.cluster)
 
 
 def cmd_decode(a) -> int:
@@ -173,9 +189,15 @@ def cmd_decode(a) -> int:
     options = dict(device=a.device, force=a.force, **_modality_options(a))
     if src.is_dir():   # each stream read once; its modality picks the output suffix
         task = partial(_decode_task, options=options, into_folder=True)
-        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs)
+        return _batch(src, dst, lambda f: f.suffix.lower() == ".ncz", task, a.jobs, a.cluster)
+    _folders_only(a)
     print(_decode_task(src, dst, options))
     return 0
+
+
+def _folders_only(a) -> None:
+    if a.cluster:
+        raise UsageError("--cluster spreads the files of a folder over a cluster; a single file runs here")
 
 
 def cmd_info(a) -> int:

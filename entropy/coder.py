@@ -22,6 +22,8 @@ import constriction
 CODER_ID = "constriction-range-queue-u32"
 _Categorical = constriction.stream.model.Categorical
 _Uniform = constriction.stream.model.Uniform
+_PER_SYMBOL = _Categorical(perfect=False)     # a family: each symbol brings its own probabilities
+_WIDTHS = 1 << np.arange(4, 24)               # per-symbol rows are padded to one of these widths
 _BITLEN_MODEL = _Uniform(64)
 _CHUNK_MODEL = _Uniform(1 << 16)
 MAX_ESCAPE_BITS = 48
@@ -68,6 +70,28 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
 
 
+def _width_classes(rows: np.ndarray, tables):
+    """Symbols coded one row each (auto-regressive decoding): their positions by the power-of-two
+    width their row is padded to, narrowest first, each in position order, with that width."""
+    row_class, widths = _row_classes(tables)
+    cls = row_class[rows]
+    lo, hi = cls.min(initial=0), cls.max(initial=0)
+    if lo == hi:                        # the usual case: one call for the whole batch
+        return [(slice(None), widths[lo])]
+    present = np.flatnonzero(np.bincount(cls - lo)) + lo
+    return [(np.flatnonzero(cls == c), widths[c]) for c in present]
+
+
+def _row_classes(tables) -> tuple[np.ndarray, list[int]]:
+    """Each row's width class and the padded width of every class (cached on the table set)."""
+    cached = tables.__dict__.get("_row_classes")
+    if cached is None:
+        row_class = np.searchsorted(_WIDTHS, tables.lengths + 1)
+        cached = (row_class, [min(int(w), tables.pmfs.shape[1]) for w in _WIDTHS])
+        object.__setattr__(tables, "_row_classes", cached)
+    return cached
+
+
 class SymbolEncoder:
     """Accumulates symbol tensors into one range-coded byte string."""
 
@@ -94,6 +118,19 @@ class SymbolEncoder:
             self._enc.encode(codes[positions], models[t])
         if escaped.any():
             self._encode_escapes(symbols[escaped])
+
+    def encode_rows(self, symbols: np.ndarray, rows: np.ndarray, tables) -> None:
+        """Code a batch of symbols, each with its own row of ``tables`` (1-D, same length), in one
+        range-coder call per width class: for the batches of auto-regressive coding, where a
+        :meth:`SymbolDecoder.decode_rows` of the same rows reads them back."""
+        rel = symbols - tables.offsets[rows]
+        lengths = tables.lengths[rows]
+        escaped = (rel < 0) | (rel >= lengths)
+        codes = np.where(escaped, lengths, rel).astype(np.int32)
+        for positions, width in _width_classes(rows, tables):
+            self._enc.encode(codes[positions], _PER_SYMBOL, tables.pmfs[rows[positions], :width])
+            if escaped[positions].any():
+                self._encode_escapes(symbols[positions][escaped[positions]])
 
     def _encode_escapes(self, values: np.ndarray) -> None:
         values = _zigzag(values)
@@ -146,6 +183,24 @@ class SymbolDecoder:
         out += tables.offsets[table_index]
         if len(escaped):
             out[escaped] = self._decode_escapes(len(escaped))
+        return out
+
+    def decode_rows(self, rows: np.ndarray, tables) -> np.ndarray:
+        """Inverse of :meth:`SymbolEncoder.encode_rows` for the same 1-D ``rows``."""
+        out = np.empty(rows.shape, dtype=np.int64)
+        for positions, width in _width_classes(rows, tables):
+            try:
+                codes = np.asarray(self._dec.decode(_PER_SYMBOL, tables.pmfs[rows[positions], :width]), dtype=np.int64)
+            except Exception as exc:
+                raise EntropyCodingError(f"range decoder failed: {exc}") from None
+            lengths = tables.lengths[rows[positions]]
+            if (codes > lengths).any():
+                raise EntropyCodingError("decoded symbol outside its table (corrupt data)")
+            escaped = np.flatnonzero(codes == lengths)
+            codes += tables.offsets[rows[positions]]
+            if len(escaped):
+                codes[escaped] = self._decode_escapes(len(escaped))
+            out[positions] = codes
         return out
 
     def _decode_escapes(self, count: int) -> np.ndarray:

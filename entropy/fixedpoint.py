@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -76,8 +77,21 @@ class _FixedLayer:
             acc = F.conv2d(a, self.weight, None, L.stride, L.padding, L.dilation, L.groups)
         else:
             acc = F.conv_transpose2d(a, self.weight, None, L.stride, L.padding, L.output_padding, L.groups, L.dilation)
-        limit = float(1 << (ACT_FRAC + ACT_CLAMP_BITS))
-        return acc.add_(self.bias).mul_(2.0**-self.frac).floor_().clamp_(-limit, limit)   # 2^-F scales exactly
+        return _rescale(acc.add_(self.bias), self.frac)
+
+
+_LIMIT = float(1 << (ACT_FRAC + ACT_CLAMP_BITS))
+
+
+def _rescale(acc, frac: int):
+    """An accumulator (weights in Q ``frac`` times activations) back to clamped Q ACT_FRAC activations,
+    in place; torch tensors and numpy arrays alike (2**-frac scales exactly)."""
+    acc *= 2.0**-frac
+    if isinstance(acc, torch.Tensor):
+        return acc.floor_().clamp_(-_LIMIT, _LIMIT)
+    np.floor(acc, out=acc)
+    np.maximum(acc, -_LIMIT, out=acc)
+    return np.minimum(acc, _LIMIT, out=acc)
 
 
 class FixedPointNet:
@@ -107,6 +121,37 @@ class FixedPointNet:
         with torch.backends.cudnn.flags(enabled=False), torch.backends.mkldnn.flags(enabled=False):
             for layer in self.layers:
                 a = layer(a)
+        return a
+
+
+class FixedPointMLP:
+    """A trained stack of 1x1 ``Conv2d`` and ReLU layers evaluated exactly on rows of a numpy matrix:
+    the same integers as :class:`FixedPointNet` gives for the same layers (same weights, same
+    rescaling), without torch's per-call cost, for the many small batches of auto-regressive decoding."""
+
+    def __init__(self, net: nn.Sequential):
+        self.layers = []
+        for layer in net:
+            fixed = _FixedLayer(layer)
+            if fixed.kind == "Conv2d":
+                if layer.kernel_size != (1, 1) or layer.groups != 1:
+                    raise TypeError("FixedPointMLP takes 1x1 convolutions only")
+                self.layers.append((fixed.weight[:, :, 0, 0].T.numpy().copy(), fixed.bias.view(-1).numpy().copy(),
+                                    fixed.frac))
+            elif fixed.kind == "ReLU":
+                self.layers.append(None)
+            else:
+                raise TypeError(f"{fixed.kind} is not supported by FixedPointMLP")
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """(n, inputs) float64 Q ACT_FRAC integers -> (n, outputs) float64 Q ACT_FRAC integers."""
+        a = rows
+        for layer in self.layers:
+            if layer is None:
+                a = np.maximum(a, 0.0)
+            else:
+                weight, bias, frac = layer
+                a = _rescale(a @ weight + bias, frac)   # integers below 2**52: any summation order is exact
         return a
 
 

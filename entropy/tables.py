@@ -116,3 +116,23 @@ def scale_thresholds(scales: np.ndarray, frac_bits: int) -> np.ndarray:
     mids = np.sqrt(scales[:-1] * scales[1:])
     return np.ceil(mids * 2**frac_bits).astype(np.int64)
 
+
+
+def laplace_tables(scales: np.ndarray, mean_bins: int, tail_mass: float = TAIL_MASS) -> TableSet:
+    """Discretised Laplace distributions with a mean inside [0, 1): row ``j * mean_bins + f`` has scale
+    ``scales[j]`` and mean ``(f + 0.5) / mean_bins``; support +-the tail quantile around it."""
+    rows, offsets = [], []
+    for b in scales:
+        r = int(math.ceil(b * math.log(1 / tail_mass))) + 1
+        k = np.arange(-r, r + 1, dtype=np.float64)
+        for f in range(mean_bins):
+            d = k - (f + 0.5) / mean_bins
+            upper, lower = _laplace_cdf(d + 0.5, b), _laplace_cdf(d - 0.5, b)
+            p = upper - lower
+            rows.append(np.append(p, max(lower[0] + 1.0 - upper[-1], tail_mass)))
+            offsets.append(-r)
+    return stack_rows(rows, offsets)
+
+
+def _laplace_cdf(v: np.ndarray, scale: float) -> np.ndarray:
+    return np.where(v < 0, 0.5 * np.exp(np.minimum(v, 0) / scale), 1 - 0.5 * np.exp(-np.maximum(v, 0) / scale))

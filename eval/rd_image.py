@@ -29,6 +29,7 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 NCODEC_PREFIX = "ncodec:"
 REFINE_MARK = "+refine"      # ncodec:hyperprior+refine100 encodes with 100 refinement steps
+OVERFIT = "overfit"          # ncodec:overfit+medium fits with the medium preset; not part of ncodec:*
 
 
 def find_images(image_dir: Path) -> list[Path]:
@@ -139,44 +140,71 @@ def write_bd_table(rows: list[dict], anchor: str, out_dir: Path) -> None:
     write_text(out_dir / "bdrate.csv", table.getvalue(), force=True)
 
 
-class RefinedCodec:
-    """An ncodec image codec that encodes with ``refine`` steps of latent refinement."""
+class ConfiguredCodec:
+    """An ncodec image codec that encodes with extra options (refinement steps, a fitting preset)."""
 
-    def __init__(self, codec, steps: int):
-        self.codec, self.steps = codec, steps
+    def __init__(self, codec, note: str, **options):
+        self.codec, self.options = codec, options
         self.qualities = codec.qualities
-        self.description = f"{codec.description}, encoder refinement {steps} steps"
+        self.description = f"{codec.description}, {note}"
 
     def encode(self, image, quality):
-        return self.codec.encode(image, quality=quality, refine=self.steps)
+        return self.codec.encode(image, quality=quality, **self.options)
 
     def decode(self, data):
         return self.codec.decode(data)
 
 
+def _ncodec_codec(name: str):
+    """The codec of ``ncodec:MODEL``, ``ncodec:MODEL+refineN`` or ``ncodec:overfit+PRESET``."""
+    import ncodec
+    from ncodec.image.overfit.fit import PRESETS
+
+    model, plus, option = name[len(NCODEC_PREFIX):].partition("+")
+    codec = ncodec.load_codec(model)
+    if not plus:
+        return codec
+    if model == OVERFIT:
+        if option not in PRESETS:
+            raise ValueError(f"{name!r}: write the fitting preset as {NCODEC_PREFIX}{OVERFIT}+{'|'.join(PRESETS)}")
+        return ConfiguredCodec(codec, f"preset {option}", preset=option)
+    steps = option[len(REFINE_MARK) - 1:] if ("+" + option).startswith(REFINE_MARK) else ""
+    if not steps.isdigit():
+        raise ValueError(f"{name!r}: write refinement steps as {NCODEC_PREFIX}{model}{REFINE_MARK}N")
+    return ConfiguredCodec(codec, f"encoder refinement {int(steps)} steps", refine=int(steps))
+
+
 def _load_codecs(names: list[str]) -> dict[str, object]:
-    """Codec objects by name; expands ``ncodec:*`` and fails before any work on an unknown name."""
+    """Codec objects by name; expands ``ncodec:*`` (every shipped model; the overfit codec, whose
+    encoding takes minutes an image, only when named) and fails before any work on an unknown name."""
     import ncodec
 
     out = {}
     for name in names:
         if name == NCODEC_PREFIX + "*":
-            for n in ncodec.list_codecs(modality="image"):
-                out[NCODEC_PREFIX + n] = ncodec.load_codec(n)
+            for n in _every_model():
+                out[n] = ncodec.load_codec(n[len(NCODEC_PREFIX):])
         elif name.startswith(NCODEC_PREFIX):
-            model, _, steps = name[len(NCODEC_PREFIX):].partition(REFINE_MARK)
-            codec = ncodec.load_codec(model)
-            if steps:
-                if not steps.isdigit():
-                    raise ValueError(f"{name!r}: write refinement steps as {NCODEC_PREFIX}{model}{REFINE_MARK}N")
-                codec = RefinedCodec(codec, int(steps))
-            out[name] = codec
+            out[name] = _ncodec_codec(name)
         elif name in CLASSICAL_CODECS:
             out[name] = get_codec(name)
         else:
             raise ValueError(f"unknown codec {name!r}: use one of {', '.join(CLASSICAL_CODECS)}, "
                              f"{NCODEC_PREFIX}NAME or {NCODEC_PREFIX}*")
     return out
+
+
+def _every_model() -> list[str]:
+    """What ``ncodec:*`` stands for: every shipped image model (the overfit codec, whose encoding
+    takes minutes an image, only when named)."""
+    import ncodec
+
+    return [NCODEC_PREFIX + n for n in ncodec.list_codecs(modality="image") if n != OVERFIT]
+
+
+def _ncodec_job(name: str, quality: float, image: np.ndarray) -> dict:
+    """One ncodec measurement on a cluster worker."""
+    return measure(_ncodec_codec(name), image, quality)
 
 
 def _describe(name: str, codec) -> str:
@@ -187,7 +215,8 @@ def _describe(name: str, codec) -> str:
 
 def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image: bool = False,
                    anchor: str | None = "avif", workers: int = 2, progress: bool = True,
-                   reference_jsons: list[Path] = (), qualities: dict[str, list[float]] | None = None) -> dict:
+                   reference_jsons: list[Path] = (), qualities: dict[str, list[float]] | None = None,
+                   cluster: str | None = None) -> dict:
     """Sweep ``codecs`` over every image of ``image_dir`` and write the results into ``out_dir``.
 
     ``codecs`` holds classical names (jpeg, webp, avif, jpeg2000, jxl), ``ncodec:NAME``, ``ncodec:*``
@@ -197,7 +226,7 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     settings under ``results["quality"]`` and, if ``per_image``, every measurement in a ``per_image``
     list. ``qualities`` overrides a codec's default sweep by name. Classical codecs run in ``workers``
     processes (their timings then share the CPU; 0 runs them here); ncodec codecs run here, one
-    image at a time.
+    image at a time, or as jobs on the Dask ``cluster`` at that scheduler address.
     ``reference_jsons`` adds published curves (see :func:`read_curves`) to the BD table, whose anchor
     may be a measured codec or a reference curve (None: no table).
 
@@ -226,6 +255,9 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     pooled = [n for n in loaded if workers and not n.startswith(NCODEC_PREFIX)]
     in_process = [n for n in loaded if n not in pooled]
     images = [read_image(p) for p in paths] if in_process else []
+    if cluster and in_process:
+        _measure_on_cluster(cluster, in_process, sweeps, paths, images, rows, bar)
+        in_process = []
     for name in in_process:
         bar.set_description(name)
         for q in sweeps[name]:
@@ -264,17 +296,39 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     return summary
 
 
+def _measure_on_cluster(address: str, names: list[str], sweeps: dict, paths: list[Path], images: list,
+                        rows: dict, bar) -> None:
+    """Every (codec, quality, image) measurement of ``names`` as one job on the Dask cluster."""
+    import torch
+
+    from ..cluster import cluster_executor, with_threads
+
+    bar.set_description(f"{', '.join(names)} on {address}")
+    with cluster_executor(address) as pool:
+        job = with_threads(_ncodec_job, torch.get_num_threads())
+        jobs = {pool.submit(job, name, q, img): (name, q, p.name)
+                for name in names for q in sweeps[name] for p, img in zip(paths, images)}
+        for fut in as_completed(jobs):
+            name, q, image = jobs[fut]
+            rows[name].append({"image": image, "quality": q, **fut.result()})
+            bar.update(1)
+
+
 def add_arguments(p) -> None:
     """Options of ``ncodec eval image``."""
     p.add_argument("folder")
     p.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif",
-                   help="comma-separated; ncodec:NAME, ncodec:* or ncodec:NAME+refineN (N encoder refinement steps)")
+                   help="comma-separated; ncodec:NAME, ncodec:* (the shipped models), ncodec:NAME+refineN (N encoder "
+                        "refinement steps) or ncodec:overfit+PRESET (fast, medium or slow)")
     p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
     p.add_argument("--per-image", action="store_true")
     p.add_argument("--anchor", default=None,
                    help="BD-rate reference: a codec of the sweep or a --reference curve (default: avif if swept or "
                         "given as a reference, else the first classical codec, else the first codec)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the ncodec measurements on the Dask cluster whose scheduler is at ADDRESS "
+                        "(e.g. tcp://host:8786; workers need ncodec installed)")
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="this codec's sweep instead of its default one (repeatable), e.g. ncodec:hyperprior=1,2,4,6")
@@ -298,10 +352,7 @@ def parse_qualities(specs: list[str]) -> dict[str, list[float]]:
 def default_anchor(codecs: list[str], references=()) -> str:
     """The BD-rate anchor among ``codecs`` and the ``references`` files' curves: avif, else the first
     classical codec, else the first codec."""
-    import ncodec
-
-    names = [n for c in codecs for n in ([NCODEC_PREFIX + m for m in ncodec.list_codecs(modality="image")]
-                                          if c == NCODEC_PREFIX + "*" else [c])]
+    names = [n for c in codecs for n in (_every_model() if c == NCODEC_PREFIX + "*" else [c])]
     return bdrate.default_anchor(names + [n for r in references for n in read_curves(r)], CLASSICAL_CODECS, "avif")
 
 
@@ -322,7 +373,7 @@ def run(a) -> int:
     try:
         summary = run_image_eval(folder, codecs, Path(a.out), per_image=a.per_image,
                                  anchor=a.anchor or default_anchor(codecs, a.reference), workers=a.workers,
-                                 reference_jsons=[Path(r) for r in a.reference], qualities=parse_qualities(a.qualities))
+                                 cluster=a.cluster, reference_jsons=[Path(r) for r in a.reference], qualities=parse_qualities(a.qualities))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = Path(a.out) / "bdrate.md"

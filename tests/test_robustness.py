@@ -19,6 +19,7 @@ from ncodec.audio import codec as audio_codec
 from ncodec.container import Container
 from ncodec.errors import NcodecError, OutputError
 from ncodec.image import codec as image_codec
+from ncodec.image.overfit.fit import Preset
 from ncodec.video import codec as video_codec
 
 CASES = int(os.environ.get("NCODEC_FUZZ_CASES", "60"))
@@ -64,9 +65,10 @@ def mutate(c: Container, rng: random.Random) -> bytes:
 
 def base_stream(name: str) -> bytes:
     """A small valid stream of each codec for the mutations to start from."""
-    if name in ("hyperprior", "slice", "factorized"):
+    if name in ("hyperprior", "slice", "factorized", "overfit"):
         img = np.concatenate([natural_image(24, 40), np.full((24, 40, 1), 200, np.uint8)], axis=2)
-        return ncodec.encode(img, codec=name, quality=3, device="cpu")
+        options = {"preset": Preset(iterations=20, candidates=1, warmup=2)} if name == "overfit" else {}
+        return ncodec.encode(img, codec=name, quality=3, device="cpu", **options)
     if name == "mdct":
         t = np.arange(8000) / 16000
         x = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)).astype(np.float32)[None]
@@ -85,7 +87,7 @@ def output_bytes(decoded) -> int:
     return (decoded.frames if hasattr(decoded, "frames") else decoded.samples).nbytes
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "mdct", "nerv", "hnerv"])
+@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "overfit", "mdct", "nerv", "hnerv"])
 def test_fuzz_decoders(name, monkeypatch):
     monkeypatch.setattr(image_codec, "MAX_PIXELS", FUZZ_PIXELS)
     monkeypatch.setattr(audio_codec, "MAX_SECONDS", FUZZ_SECONDS)

@@ -13,9 +13,12 @@ CODECS = {
     "factorized": "Ballé 2018 factorized prior, variable rate (qualities 1-6)",
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
     "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
+    "overfit": "a small decoder fitted to each image (C3/Cool-chic family): smaller files, encoding takes "
+               "minutes (--preset fast|medium|slow), no shipped weights",
 }
-DEFAULT_CODEC = "slice"          # the best shipped model on Kodak (README, "Kodak RD")
-WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS}
+DEFAULT_CODEC = "slice"          # the best shipped model on Kodak that encodes in about a second
+OVERFIT = "overfit"
+WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS if name != OVERFIT}
 DECODED_SUFFIX = ".png"
 COMMANDS = {"train": "ncodec.image.train", "eval": "ncodec.eval.rd_image"}
 _PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
@@ -29,6 +32,13 @@ def encode_options() -> list[tuple[str, dict]]:
     return [("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
                                                "(e.g. 100; slower encoding, smaller files, same decoder)"}),
             _PRECISION,
+            ("--preset", {"choices": ["fast", "medium", "slow"],
+                          "help": "image (overfit codec): fitting time against size: fast (default, minutes on a "
+                                  "CPU), medium (about 3x longer, smaller files), slow (for GPUs)"}),
+            ("--checkpoint", {"help": "overfit image codec and video: checkpoint file to save the fit to and "
+                                      "resume it from"}),
+            ("--seed", {"type": int, "help": "random seed of fitting (overfit image codec and video; fitting is "
+                                             "deterministic for a seed on one machine)"}),
             ("--keep-metadata", {"action": "store_true",
                                  "help": "image: also carry the EXIF (orientation reset, the pixels being upright) "
                                          "and XMP metadata; the ICC colour profile is always carried"})]
@@ -55,6 +65,10 @@ def _load(name: str, device: str, weights: str | None, precision: str | None, co
 
     if name not in CODECS:
         raise UsageError(f"unknown image codec {name!r}; available: {', '.join(CODECS)}")
+    if name == OVERFIT:
+        from .overfit.codec import OverfitCodec
+
+        return OverfitCodec(device)
     loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name], decoder_only)
     return ImageCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
                       device=device, description=CODECS[name], precision=precision, compile=compile)
@@ -64,7 +78,10 @@ def load_codec(name: str, device: str, weights: str | Path | None = None, precis
                compile: bool = False):
     """The :class:`~ncodec.image.codec.ImageCodec` of a shipped model (or of another weights file);
     ``precision`` "float32" or "bfloat16" for the transforms (default: bf16 on CUDA only);
-    ``compile`` runs them through ``torch.compile``."""
+    ``compile`` runs them through ``torch.compile``.  ``"overfit"`` gives the
+    :class:`~ncodec.image.overfit.codec.OverfitCodec`, which has no weights file."""
+    if name == OVERFIT and (weights or precision or compile):
+        raise UsageError("the overfit codec has no weights file, precision or compile setting")
     return _load(name, device, str(weights) if weights else None, precision, bool(compile))
 
 
@@ -76,8 +93,18 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     check_output(dst, force)
     image, metadata = read_image_and_metadata(src, keep_metadata=bool(options.get("keep_metadata")))
     extra = metadata.to_sections(str(src))
-    data = load_codec(codec or DEFAULT_CODEC, device, precision=options.get("precision")).encode(
-        image, quality=options.get("quality"), refine=options.get("refine") or 0)
+    codec = codec or DEFAULT_CODEC
+    fitting = {k: options[k] for k in ("preset", "checkpoint", "seed") if options.get(k) is not None}
+    amortised = {k: options[k] for k in ("refine", "precision") if options.get(k) is not None}
+    if codec == OVERFIT:
+        if amortised:
+            raise UsageError(f"the overfit codec does not take {', '.join('--' + k for k in amortised)}")
+        data = load_codec(codec, device).encode(image, quality=options.get("quality"), progress=True, **fitting)
+    else:
+        if fitting:
+            raise UsageError(f"{', '.join('--' + k for k in fitting)}: for the overfit codec (--codec overfit)")
+        data = load_codec(codec, device, precision=options.get("precision")).encode(
+            image, quality=options.get("quality"), refine=options.get("refine") or 0)
     if extra:
         stream = Container.from_bytes(data)
         stream.sections.update(extra)
@@ -94,6 +121,10 @@ def decode(container: Container, device: str, precision: str | None = None):
     by a codec loaded for decoding only (without the encoder side and CompressAI)."""
     if container.model not in CODECS:
         raise ModelMismatchError(f"stream needs image model {container.model!r}, which this ncodec does not ship")
+    if container.model == OVERFIT:
+        if precision:
+            raise UsageError("streams of the overfit codec have no precision setting")
+        return _load(OVERFIT, device, None, None, False).decode(container)
     return _load(container.model, device, None, precision, False, decoder_only=True).decode(container)
 
 

@@ -36,7 +36,7 @@ def _alpha_table(hist: list[int]):
     return stack_rows([np.append(counts / counts.sum(), 1e-12)], [0])
 
 
-def _encode_alpha(alpha: np.ndarray) -> tuple[bytes, list[int]]:
+def encode_alpha(alpha: np.ndarray) -> tuple[bytes, list[int]]:
     """Lossless alpha: left-neighbour differences mod 256, coded with their own histogram."""
     diff = (alpha.astype(np.int16) - np.pad(alpha, ((0, 0), (1, 0)))[:, :-1]) % 256
     hist = np.bincount(diff.ravel(), minlength=256).tolist()
@@ -45,11 +45,34 @@ def _encode_alpha(alpha: np.ndarray) -> tuple[bytes, list[int]]:
     return enc.finish(), hist
 
 
-def _decode_alpha(data: bytes, hist: list[int], h: int, w: int) -> np.ndarray:
+def decode_alpha(data: bytes, hist: list[int], h: int, w: int) -> np.ndarray:
     if len(hist) != 256 or min(hist) < 0 or sum(hist) != h * w:
         raise CorruptStreamError("ncodec file has an invalid alpha histogram")
     diff = SymbolDecoder(data).decode(np.zeros((h, w), np.int64), _alpha_table(hist))
     return (np.cumsum(diff, axis=1) % 256).astype(np.uint8)
+
+
+def image_container(model: str, digest: bytes, sections: dict, q: float, arr: np.ndarray, channels: int,
+                    fields: dict | None = None) -> Container:
+    """The container of an image coded by ``model``: its size, channels and quality, the codec's
+    ``sections`` and ``fields``, and (when ``channels`` is 4) the alpha plane of ``arr``, coded losslessly."""
+    h, w = arr.shape[:2]
+    fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000)), **(fields or {})}
+    if channels == 4:
+        sections = {**sections}
+        sections["alpha"], fields["ahist"] = encode_alpha(arr[:, :, 3])
+    return Container("image", model, digest, fields, sections)
+
+
+def restore_channels(rgb: np.ndarray, c: Container, channels: int) -> np.ndarray:
+    """A decoded h x w x 3 image back to the channels it was given with: grayscale as the mean of
+    the three, RGBA with the stream's lossless alpha plane."""
+    if channels == 1:
+        return np.round(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+    if channels == 4:
+        alpha = decode_alpha(c.section("alpha"), c.require("ahist", list), *rgb.shape[:2])
+        return np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    return rgb
 
 
 def as_image_array(image) -> tuple[np.ndarray, int]:
@@ -197,12 +220,7 @@ class ImageCodec:
     def pack(self, sections: dict, q: float, arr: np.ndarray, channels: int) -> bytes:
         """Encoding's last stage: the latent codec's sections of image ``arr`` (and its alpha plane,
         coded losslessly, when ``channels`` is 4) in container bytes."""
-        h, w = arr.shape[:2]
-        fields = {"w": w, "h": h, "ch": channels, "q": int(round(q * 1000))}
-        if channels == 4:
-            sections = {**sections}
-            sections["alpha"], fields["ahist"] = _encode_alpha(arr[:, :, 3])
-        return Container("image", self.name, self.digest, fields, sections).to_bytes()
+        return image_container(self.name, self.digest, sections, q, arr, channels).to_bytes()
 
     def _real_loss(self, data: bytes, rgb: np.ndarray, q: float) -> float:
         """lambda(q) * MSE (8-bit scale) + bits per pixel of a whole stream, as refinement optimises it."""
@@ -248,12 +266,7 @@ class ImageCodec:
 
     def _decode(self, c: Container, shape: tuple, q: float, h: int, w: int, channels: int) -> np.ndarray:
         out = self.synthesise(self.latent.decompress(c.sections, shape, level=int(q) - 1), q, h, w)
-        if channels == 1:
-            return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
-        if channels == 4:
-            alpha = _decode_alpha(c.section("alpha"), c.require("ahist", list), h, w)
-            return np.concatenate([out, alpha[:, :, None]], axis=2)
-        return out
+        return restore_channels(out, c, channels)
 
 
 def latent_codec_for(model, priors: dict):
