@@ -496,11 +496,32 @@ def test_damaged_streams_raise_clear_errors(codec, speech):
 def test_bad_inputs_raise_input_error(codec):
     ok = np.zeros((1, 1000), np.float32)
     for samples, rate in [(np.zeros((1, 0), np.float32), 16000), (np.zeros((9, 100), np.float32), 16000),
-                          (ok, 7999), (ok, 96000), (ok, 16000.5), (np.full((1, 10), np.nan, np.float32), 16000),
+                          (ok, 7999), (ok, 384001), (ok, 16000.5), (np.full((1, 10), np.nan, np.float32), 16000),
                           (np.zeros((1, 10), np.int32), 16000), (np.zeros((2, 2, 2), np.float32), 16000),
                           (np.broadcast_to(np.float32(0), (1, 3 * 3600 * 8000 + 1)), 8000)]:
         with pytest.raises(InputError):
             codec.encode(samples, rate, kbps=24)
+
+
+def test_inputs_above_48_khz_are_coded_at_48_khz(codec, tmp_path, music):
+    from ncodec.audio import app
+    from ncodec.audio.io import Resampler, read_audio, write_audio
+
+    x, rate = music
+    assert rate == 48000
+    x = x[:, :rate]
+    hi = Resampler(2, rate, 96000)(x)                      # a 96 kHz master of the same music
+    hi = np.concatenate([hi, Resampler(2, rate, 96000)(None)], axis=1)[:, :96000]
+    api = codec.decode(codec.encode(hi, 96000, kbps=24))
+    assert api.sample_rate == 48000 and api.samples.shape == (2, 48000)
+    assert si_sdr(x, api.samples) > 10
+    src = tmp_path / "master.flac"
+    write_audio(src, hi, 96000)
+    report = app.encode_file(src, tmp_path / "master.ncz", None, "cpu", False, {"kbps": 24.0})
+    assert report["rate"] == 48000 and "input at 96000 Hz" in report["summary"]
+    app.decode_file(Container.from_bytes((tmp_path / "master.ncz").read_bytes()), tmp_path / "out.wav", "cpu", False)
+    y, r = read_audio(tmp_path / "out.wav")
+    assert r == 48000 and y.shape == (2, 48000) and si_sdr(x, y) > 10
 
 
 def test_files_round_trip_and_leave_no_partial_output(codec, tmp_path, music):

@@ -10,7 +10,7 @@ from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
-                  "8-48 kHz, 1-8 channels, --kbps or --quality 1-12"}
+                  "8-48 kHz (up to 384 kHz coded at 48), 1-8 channels, --kbps or --quality 1-12"}
 DEFAULT_CODEC = "mdct"
 WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
 DECODED_SUFFIX = ".wav"
@@ -70,21 +70,24 @@ def _progress(total_seconds: float, desc: str):
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
     """Encode one audio file (streamed: memory stays bounded for long files) into an ``.ncz`` file."""
-    from .io import AudioReader
+    from .io import AudioReader, coded_rate, resampled_length
 
     check_output(dst, force)
     audio = load_codec(codec or DEFAULT_CODEC, device)
     reader = AudioReader(src, audio.rate)
+    rate = coded_rate(reader.rate)
     with _progress(reader.samples / reader.rate, "encoding") as bar:
-        c = audio.encode_blocks(reader, reader.rate, reader.channels, lambda: reader.samples_read,
+        c = audio.encode_blocks(reader, rate, reader.channels,
+                                lambda: resampled_length(reader.samples_read, reader.rate, rate),
                                 kbps=options.get("kbps"), quality=options.get("quality"),
                                 progress=lambda n: bar.update(n / audio.rate), signal=options.get("signal") or "auto")
     data = c.to_bytes()
     write_bytes(dst, data, force)
-    seconds = c.fields["n"] / reader.rate
+    seconds = c.fields["n"] / rate
     kbps = 8 * len(data) / seconds / 1000
-    return {"bytes": len(data), "kbps": kbps, "seconds": seconds, "rate": reader.rate, "channels": reader.channels,
-            "summary": f"{len(data)} bytes, {kbps:.2f} kbps, {seconds:.2f} s, {reader.channels} ch @ {reader.rate} Hz"}
+    note = f" (input at {reader.rate} Hz, coded and decoded at {rate} Hz)" if rate != reader.rate else ""
+    return {"bytes": len(data), "kbps": kbps, "seconds": seconds, "rate": rate, "channels": reader.channels,
+            "summary": f"{len(data)} bytes, {kbps:.2f} kbps, {seconds:.2f} s, {reader.channels} ch @ {rate} Hz{note}"}
 
 
 def _codec_for(container: Container, device: str):

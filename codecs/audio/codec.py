@@ -1,6 +1,6 @@
 """The learned audio codec: samples <-> container bytes, chunk by chunk.
 
-Input of any rate from 8 to 48 kHz is resampled to the model rate (48 kHz), stereo becomes
+Input of any rate from 8 to 384 kHz is resampled to the model rate (48 kHz), stereo becomes
 mid/side, and the MDCT frames are coded in chunks of ``chunk_frames`` frames (about 5 s: 500
 at the shipped 480-sample hop; always whole hyper-latent groups of 4 frames and whole band
 fill tiles).  A chunk is a run of *global* MDCT frames, so overlap-adding the decoded chunks
@@ -9,7 +9,8 @@ entropy model's context at chunk edges.  Each chunk has its own quality, chosen 
 search on the exact coded size when a bitrate is asked for, against the chunk's share of it
 corrected by what the chunks before it over- or underspent (:class:`RateReservoir`).  Speech is
 quantized through a power law (:mod:`.powerlaw`), music linearly.  Memory stays bounded by one
-chunk on both sides; the decoder restores the original rate, channel count and length.
+chunk on both sides; the decoder restores the original rate (48 kHz for inputs above it), channel
+count and length.
 
 Container fields: ``rate`` (Hz), ``ch``, ``n`` (samples per channel at ``rate``), ``m``
 (samples at the model rate), ``cf`` (frames per chunk), ``bf`` (the band fill layout of
@@ -30,7 +31,7 @@ from ..container import Container
 from ..entropy import EntropyCodingError, from_fixed
 from ..errors import CorruptStreamError, InputError, UsageError
 from . import bandfill, frameboost, powerlaw
-from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler
+from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler, check_rate, coded_rate, resampled_length
 from .mdct import frame_count, imdct, mdct
 
 CHUNK_SECONDS = 5.0
@@ -117,8 +118,7 @@ def as_audio_array(samples, sample_rate) -> np.ndarray:
         a = a.T
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
         raise InputError(f"sample rate must be an integer number of Hz, not {sample_rate!r}")
-    if not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise InputError(f"sample rate {sample_rate} Hz is outside the supported {MIN_RATE}..{MAX_RATE} Hz")
+    check_rate(sample_rate, "")
     channels, n = a.shape
     if not 1 <= channels <= MAX_CHANNELS:
         raise InputError(f"{channels} channels (ncodec audio takes 1 to {MAX_CHANNELS})")
@@ -183,7 +183,8 @@ class AudioCodec:
         """Compress ``(channels, n)`` samples at ``sample_rate`` (or a ``(samples, sample_rate)`` pair
         such as :class:`DecodedAudio`) to container bytes, at a target bitrate ``kbps`` or a fixed
         ``quality`` 1..levels (default: 24 kbps); ``signal`` "speech", "music" or "auto" (speech
-        up to 16 kHz sampling) picks the quantizer (:mod:`.powerlaw`)."""
+        up to 16 kHz sampling) picks the quantizer (:mod:`.powerlaw`).  Input sampled above 48 kHz
+        (up to 384 kHz) is coded, and decodes, at 48 kHz, as Opus does."""
         if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
             audio, sample_rate = audio
         if sample_rate is None:
@@ -191,8 +192,9 @@ class AudioCodec:
         x = as_audio_array(audio, sample_rate)
         resample = Resampler(len(x), sample_rate, self.rate)
         model_blocks = (resample(b) for b in [*_blocks(x), None])
-        return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality,
-                                  signal=signal).to_bytes()
+        rate = coded_rate(sample_rate)
+        return self.encode_blocks(model_blocks, rate, len(x), lambda: resampled_length(x.shape[1], sample_rate, rate),
+                                  kbps, quality, signal=signal).to_bytes()
 
     def _target(self, kbps, quality) -> tuple[float | None, float | None]:
         if kbps is not None and quality is not None:

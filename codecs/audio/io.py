@@ -20,7 +20,8 @@ from ..errors import InputError, OutputError
 
 READ_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff"}
 WRITE_FORMATS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac")}
-MIN_RATE, MAX_RATE = 8000, 48000
+MIN_RATE, MAX_RATE = 8000, 48000      # the rates a stream can carry
+MAX_INPUT_RATE = 384000               # inputs above MAX_RATE are coded at MAX_RATE, as Opus does
 MAX_CHANNELS = 8
 MAX_SECONDS = 3 * 3600
 
@@ -29,9 +30,24 @@ def _layout(channels: int) -> str:
     return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
 
 
+def check_rate(rate: int, where: str) -> None:
+    """InputError unless ``rate`` is one ncodec reads (:data:`MIN_RATE` .. :data:`MAX_INPUT_RATE`)."""
+    if not MIN_RATE <= rate <= MAX_INPUT_RATE:
+        raise InputError(f"{where}sample rate {rate} Hz is outside the supported {MIN_RATE}..{MAX_INPUT_RATE} Hz")
+
+
+def coded_rate(rate: int) -> int:
+    """The rate a stream of input at ``rate`` carries and decodes at: the input's own, at most 48 kHz."""
+    return min(rate, MAX_RATE)
+
+
+def resampled_length(samples: int, rate_in: int, rate_out: int) -> int:
+    """Samples that ``samples`` at ``rate_in`` become at ``rate_out`` (what :class:`Resampler` emits)."""
+    return -(-samples * rate_out // rate_in)
+
+
 def _check_format(rate: int, channels: int, where: str) -> None:
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise InputError(f"{where}: sample rate {rate} Hz is outside the supported {MIN_RATE}..{MAX_RATE} Hz")
+    check_rate(rate, f"{where}: ")
     if not 1 <= channels <= MAX_CHANNELS:
         raise InputError(f"{where}: {channels} channels (ncodec audio takes 1 to {MAX_CHANNELS})")
 
