@@ -13,7 +13,7 @@ CODECS = {
     "factorized": "Ballé 2018 factorized prior, variable rate (qualities 1-6)",
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
     "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
-    "overfit": "a small decoder fitted to each image (C3/Cool-chic family): smaller files, encoding takes "
+    "overfit": "a small decoder fitted to each image (C3/Cool-chic family): no pretraining, encoding takes "
                "minutes (--preset fast|medium|slow), no shipped weights",
 }
 DEFAULT_CODEC = "slice"          # the best shipped model on Kodak that encodes in about a second

@@ -52,7 +52,7 @@ class OverfitCodec:
 
     modality = "image"
     name = NAME
-    description = "overfitted per image (C3/Cool-chic family): smallest files, slow encoding (--preset)"
+    description = "overfitted per image (C3/Cool-chic family): no pretraining, minutes of fitting (--preset)"
 
     def __init__(self, device: str = "cpu"):
         self.device = torch.device(device)

@@ -119,7 +119,7 @@ def fit(x: torch.Tensor, lam: float, preset: Preset, seed: int = 0, config: Over
     if state is not None:
         model = _new_model(x, config, seed)
         model.load_state_dict(state["model"])
-        optimizer = _optimizer(model, preset)
+        optimizer = FitOptimizer(model, preset)
         optimizer.load_state_dict(state["optimizer"])
 
     def saved() -> dict:
@@ -147,7 +147,7 @@ def _warm_up(x, lam, preset, seed, config, loop, hard_from) -> tuple[OverfitMode
     best = None
     for c in range(preset.candidates):
         model = _new_model(x, config, seed * 1000 + c)
-        optimizer = _optimizer(model, preset)
+        optimizer = FitOptimizer(model, preset)
         for _ in range(preset.warmup):
             loss, mse, bpp = rd_loss(model, x, lam, 0.0, hard_from, seed * 1_000_003 + loop.step)
             _step(optimizer, loss)
@@ -207,10 +207,6 @@ class FitOptimizer:
                 soap.mapping[p] = views = merge_group(group, p)
                 for v, entry in zip(views, saved):
                     soap.state[v] = entry
-
-
-def _optimizer(model: OverfitModel, preset: Preset) -> FitOptimizer:
-    return FitOptimizer(model, preset)
 
 
 def _step(optimizer: FitOptimizer, loss: torch.Tensor) -> None:
