@@ -117,7 +117,6 @@ def scale_thresholds(scales: np.ndarray, frac_bits: int) -> np.ndarray:
     return np.ceil(mids * 2**frac_bits).astype(np.int64)
 
 
-
 def laplace_tables(scales: np.ndarray, mean_bins: int, tail_mass: float = TAIL_MASS) -> TableSet:
     """Discretised Laplace distributions with a mean inside [0, 1): row ``j * mean_bins + f`` has scale
     ``scales[j]`` and mean ``(f + 0.5) / mean_bins``; support +-the tail quantile around it."""

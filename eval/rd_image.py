@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..fileio import write_text
 from ..image import io as image_io
+from ..image.app import OVERFIT   # ncodec:overfit+medium fits with the medium preset; not part of ncodec:*
 from . import bdrate
 from .bdrate import bd_psnr, bd_rate
 from .classical import CLASSICAL_CODECS, get_codec
@@ -29,7 +30,6 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 NCODEC_PREFIX = "ncodec:"
 REFINE_MARK = "+refine"      # ncodec:hyperprior+refine100 encodes with 100 refinement steps
-OVERFIT = "overfit"          # ncodec:overfit+medium fits with the medium preset; not part of ncodec:*
 
 
 def find_images(image_dir: Path) -> list[Path]:

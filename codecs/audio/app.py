@@ -70,19 +70,18 @@ def _progress(total_seconds: float, desc: str):
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
     """Encode one audio file (streamed: memory stays bounded for long files) into an ``.ncz`` file."""
-    from .io import AudioReader, coded_rate, resampled_length
+    from .io import AudioReader
 
     check_output(dst, force)
     audio = load_codec(codec or DEFAULT_CODEC, device)
     reader = AudioReader(src, audio.rate)
-    rate = coded_rate(reader.rate)
     with _progress(reader.samples / reader.rate, "encoding") as bar:
-        c = audio.encode_blocks(reader, rate, reader.channels,
-                                lambda: resampled_length(reader.samples_read, reader.rate, rate),
+        c = audio.encode_blocks(reader, reader.rate, reader.channels, lambda: reader.samples_read,
                                 kbps=options.get("kbps"), quality=options.get("quality"),
                                 progress=lambda n: bar.update(n / audio.rate), signal=options.get("signal") or "auto")
     data = c.to_bytes()
     write_bytes(dst, data, force)
+    rate = c.fields["rate"]
     seconds = c.fields["n"] / rate
     kbps = 8 * len(data) / seconds / 1000
     note = f" (input at {reader.rate} Hz, coded and decoded at {rate} Hz)" if rate != reader.rate else ""

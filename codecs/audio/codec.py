@@ -192,9 +192,8 @@ class AudioCodec:
         x = as_audio_array(audio, sample_rate)
         resample = Resampler(len(x), sample_rate, self.rate)
         model_blocks = (resample(b) for b in [*_blocks(x), None])
-        rate = coded_rate(sample_rate)
-        return self.encode_blocks(model_blocks, rate, len(x), lambda: resampled_length(x.shape[1], sample_rate, rate),
-                                  kbps, quality, signal=signal).to_bytes()
+        return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality,
+                                  signal=signal).to_bytes()
 
     def _target(self, kbps, quality) -> tuple[float | None, float | None]:
         if kbps is not None and quality is not None:
@@ -213,8 +212,9 @@ class AudioCodec:
                       kbps: float | None = None, quality: float | None = None,
                       progress: Callable[[int], None] | None = None, signal: str = "auto") -> Container:
         """Code a stream of model-rate ``(channels, n)`` blocks (``None`` entries are skipped);
-        ``source_samples()`` gives the input's length at ``rate`` once the stream has ended; the
-        other arguments as for :meth:`encode`."""
+        ``source_samples()`` gives the input's length at ``rate`` once the stream has ended (a
+        stream of input above 48 kHz records 48 kHz and that length); the other arguments as for
+        :meth:`encode`."""
         kbps, q_fixed = self._target(kbps, quality)
         hop, frames = self.hop, self.chunk_frames
         chunks = {"q": [], "zl": [], "yl": []}
@@ -250,7 +250,9 @@ class AudioCodec:
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
                 progress(valid)
-        fields = {"rate": rate, "ch": channels, "n": source_samples(), "m": total, "cf": frames,
+        coded = coded_rate(rate)
+        fields = {"rate": coded, "ch": channels, "n": resampled_length(source_samples(), rate, coded), "m": total,
+                  "cf": frames,
                   "bf": settings.band_fill, "pw": settings.exponent, **chunks}
         return Container("audio", self.name, self.digest, fields,
                          {"z": b"".join(payload["z"]), "y": b"".join(payload["y"])})

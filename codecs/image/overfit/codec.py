@@ -17,6 +17,7 @@ from ...container import Container
 from ...entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
 from ...errors import CorruptStreamError, InputError, UsageError
 from .. import codec as image_codec
+from ..app import OVERFIT
 from ..codec import as_image_array, image_container, restore_channels
 from ..models import DEFAULT_LAMBDAS
 from . import weights
@@ -24,7 +25,7 @@ from .arm import LatentCoder, latent_tables
 from .fit import DEFAULT_PRESET, PRESETS, Preset, fit
 from .model import OverfitConfig, OverfitModel, grid_shapes
 
-NAME = "overfit"
+NAME = OVERFIT
 STREAM_VERSION = 1
 MAX_PIXELS = 1 << 24         # 16.7 megapixels: fitting is hours beyond (minutes a megapixel on a CPU)
 
