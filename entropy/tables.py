@@ -120,13 +120,25 @@ def scale_thresholds(scales: np.ndarray, frac_bits: int) -> np.ndarray:
 def laplace_tables(scales: np.ndarray, mean_bins: int, tail_mass: float = TAIL_MASS) -> TableSet:
     """Discretised Laplace distributions with a mean inside [0, 1): row ``j * mean_bins + f`` has scale
     ``scales[j]`` and mean ``(f + 0.5) / mean_bins``; support +-the tail quantile around it."""
+    return _located_tables(scales, mean_bins, tail_mass, _laplace_cdf)
+
+
+def logistic_tables(scales: np.ndarray, mean_bins: int, tail_mass: float = TAIL_MASS) -> TableSet:
+    """Discretised logistic distributions, laid out like :func:`laplace_tables`."""
+    return _located_tables(scales, mean_bins, tail_mass, _logistic_cdf)
+
+
+def _located_tables(scales: np.ndarray, mean_bins: int, tail_mass: float, cdf) -> TableSet:
+    """Rows of ``cdf(v, scale)`` discretised to unit bins, scale-major, mean bin minor (see
+    :func:`laplace_tables`); the support reaches the tail quantile of a Laplace of the same scale,
+    which covers the logistic's (its tails are lighter)."""
     rows, offsets = [], []
     for b in scales:
         r = int(math.ceil(b * math.log(1 / tail_mass))) + 1
         k = np.arange(-r, r + 1, dtype=np.float64)
         for f in range(mean_bins):
             d = k - (f + 0.5) / mean_bins
-            upper, lower = _laplace_cdf(d + 0.5, b), _laplace_cdf(d - 0.5, b)
+            upper, lower = cdf(d + 0.5, b), cdf(d - 0.5, b)
             p = upper - lower
             rows.append(np.append(p, max(lower[0] + 1.0 - upper[-1], tail_mass)))
             offsets.append(-r)
@@ -135,3 +147,7 @@ def laplace_tables(scales: np.ndarray, mean_bins: int, tail_mass: float = TAIL_M
 
 def _laplace_cdf(v: np.ndarray, scale: float) -> np.ndarray:
     return np.where(v < 0, 0.5 * np.exp(np.minimum(v, 0) / scale), 1 - 0.5 * np.exp(-np.maximum(v, 0) / scale))
+
+
+def _logistic_cdf(v: np.ndarray, scale: float) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(v / (2 * scale)))

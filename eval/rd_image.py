@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import inspect
 import io
 import json
 import math
@@ -20,13 +21,14 @@ from tqdm import tqdm
 
 from ..fileio import write_text
 from ..image import io as image_io
-from ..image.app import OVERFIT   # ncodec:overfit+medium fits with the medium preset; not part of ncodec:*
+from ..image.app import FITTED   # ncodec:overfit+medium fits with the medium preset; not part of ncodec:*
 from . import bdrate
 from .bdrate import bd_psnr, bd_rate
 from .classical import CLASSICAL_CODECS, get_codec
 from .metrics import bpp, ms_ssim, psnr
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
+DEFAULT_CODECS = "ncodec:*,jpeg,webp,avif"
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 NCODEC_PREFIX = "ncodec:"
 REFINE_MARK = "+refine"      # ncodec:hyperprior+refine100 encodes with 100 refinement steps
@@ -156,7 +158,8 @@ class ConfiguredCodec:
 
 
 def _ncodec_codec(name: str):
-    """The codec of ``ncodec:MODEL``, ``ncodec:MODEL+refineN`` or ``ncodec:overfit+PRESET``."""
+    """The codec of ``ncodec:MODEL``, ``ncodec:MODEL+refineN`` or, for a codec whose ``encode`` takes a
+    fitting ``preset`` (the codecs fitted to each image), ``ncodec:MODEL+PRESET``."""
     import ncodec
     from ncodec.image.overfit.fit import PRESETS
 
@@ -164,9 +167,9 @@ def _ncodec_codec(name: str):
     codec = ncodec.load_codec(model)
     if not plus:
         return codec
-    if model == OVERFIT:
+    if "preset" in inspect.signature(codec.encode).parameters:
         if option not in PRESETS:
-            raise ValueError(f"{name!r}: write the fitting preset as {NCODEC_PREFIX}{OVERFIT}+{'|'.join(PRESETS)}")
+            raise ValueError(f"{name!r}: write the fitting preset as {NCODEC_PREFIX}{model}+{'|'.join(PRESETS)}")
         return ConfiguredCodec(codec, f"preset {option}", preset=option)
     steps = option[len(REFINE_MARK) - 1:] if ("+" + option).startswith(REFINE_MARK) else ""
     if not steps.isdigit():
@@ -195,11 +198,11 @@ def _load_codecs(names: list[str]) -> dict[str, object]:
 
 
 def _every_model() -> list[str]:
-    """What ``ncodec:*`` stands for: every shipped image model (the overfit codec, whose encoding
-    takes minutes an image, only when named)."""
+    """What ``ncodec:*`` stands for: every shipped lossy image model (not the codecs fitted to each
+    image, whose encoding takes minutes an image: those only when named)."""
     import ncodec
 
-    return [NCODEC_PREFIX + n for n in ncodec.list_codecs(modality="image") if n != OVERFIT]
+    return [NCODEC_PREFIX + n for n in ncodec.list_codecs(modality="image") if n not in FITTED]
 
 
 def _ncodec_job(name: str, quality: float, image: np.ndarray) -> dict:
@@ -317,10 +320,12 @@ def _measure_on_cluster(address: str, names: list[str], sweeps: dict, paths: lis
 def add_arguments(p) -> None:
     """Options of ``ncodec eval image``."""
     p.add_argument("folder")
-    p.add_argument("--codecs", default="ncodec:*,jpeg,webp,avif",
+    p.add_argument("--codecs", default=None,
                    help="comma-separated; ncodec:NAME, ncodec:* (the shipped models), ncodec:NAME+refineN (N encoder "
-                        "refinement steps) or ncodec:overfit+PRESET (fast, medium or slow)")
-    p.add_argument("--out", default="results", help="folder for JSON, bdrate.md and bdrate.csv")
+                        f"refinement steps) or ncodec:overfit+PRESET (fast, medium or slow) (default {DEFAULT_CODECS}; "
+                        "for --lossless see there)")
+    p.add_argument("--out", default="results",
+                   help="folder for JSON, bdrate.md and bdrate.csv (with --lossless: JSON and lossless.md)")
     p.add_argument("--per-image", action="store_true")
     p.add_argument("--anchor", default=None,
                    help="BD-rate reference: a codec of the sweep or a --reference curve (default: avif if swept or "
@@ -332,6 +337,11 @@ def add_arguments(p) -> None:
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="this codec's sweep instead of its default one (repeatable), e.g. ncodec:hyperprior=1,2,4,6")
+    p.add_argument("--lossless", action="store_true",
+                   help="lossless benchmark instead of the RD sweep: every codec must give back every image exactly; "
+                        "bits per sub-pixel and seconds per image in one JSON per codec and lossless.md; codecs png, "
+                        "webp, jpeg2000, jxl and ncodec:NAME[+PRESET] (default png,webp,jpeg2000,jxl,ncodec:lossless)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="with --lossless: only the first N images")
 
 
 def parse_qualities(specs: list[str]) -> dict[str, list[float]]:
@@ -357,11 +367,18 @@ def default_anchor(codecs: list[str], references=()) -> str:
 
 
 def run(a) -> int:
-    """``ncodec eval image``: sweep, write JSON and the BD table, print the table."""
+    """``ncodec eval image``: sweep, write JSON and the BD table, print the table (with ``--lossless``,
+    the lossless benchmark of :mod:`ncodec.eval.lossless`)."""
     from ..errors import InputError, UsageError, check_input
 
+    if a.lossless:
+        from .lossless import run as run_lossless
+
+        return run_lossless(a)
+    if a.limit is not None:
+        raise UsageError("--limit is for --lossless")
     folder = check_input(a.folder, folder=True)
-    codecs = [c for c in a.codecs.split(",") if c]
+    codecs = [c for c in (DEFAULT_CODECS if a.codecs is None else a.codecs).split(",") if c]
     if not codecs:
         raise UsageError("--codecs names no codec")
     try:

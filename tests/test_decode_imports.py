@@ -9,6 +9,7 @@ import pytest
 
 import ncodec
 from conftest import natural_image
+from ncodec.image.lossless.fit import Preset as LosslessPreset
 from ncodec.image.overfit.fit import Preset
 
 HEAVY = ("compressai", "torch_geometric", "torch._dynamo", "scipy.stats")
@@ -34,7 +35,8 @@ def streams(tmp_path_factory) -> dict:
     img = natural_image(64, 96)
     out = {}
     for name in ncodec.list_codecs("image"):
-        options = {"preset": Preset(iterations=20, candidates=1, warmup=2)} if name == "overfit" else {}
+        options = {"overfit": {"preset": Preset(iterations=20, candidates=1, warmup=2)},
+                   "lossless": {"preset": LosslessPreset(steps=10, batch=256)}}.get(name, {})
         out[name] = folder / f"{name}.ncz"
         out[name].write_bytes(ncodec.encode(img, codec=name, quality=3, device="cpu", **options))
     return out

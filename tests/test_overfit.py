@@ -192,7 +192,7 @@ def test_command_line_options_reach_the_codec(tmp_path, monkeypatch, capsys):
     assert main(["encode", str(src), str(tmp_path / "c.ncz"), "--preset", "fast"]) == 2
     assert main(["encode", str(src), str(tmp_path / "d.ncz"), "--cluster", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
-    assert "does not take --refine" in err and "for the overfit codec" in err and "single file" in err
+    assert "does not take --refine" in err and "--codec overfit or lossless" in err and "single file" in err
 
 
 def test_size_limit(monkeypatch):

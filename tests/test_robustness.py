@@ -19,6 +19,7 @@ from ncodec.audio import codec as audio_codec
 from ncodec.container import Container
 from ncodec.errors import NcodecError, OutputError
 from ncodec.image import codec as image_codec
+from ncodec.image.lossless.fit import Preset as LosslessPreset
 from ncodec.image.overfit.fit import Preset
 from ncodec.video import codec as video_codec
 
@@ -65,9 +66,10 @@ def mutate(c: Container, rng: random.Random) -> bytes:
 
 def base_stream(name: str) -> bytes:
     """A small valid stream of each codec for the mutations to start from."""
-    if name in ("hyperprior", "slice", "factorized", "overfit"):
+    if name in ("hyperprior", "slice", "factorized", "overfit", "lossless"):
         img = np.concatenate([natural_image(24, 40), np.full((24, 40, 1), 200, np.uint8)], axis=2)
-        options = {"preset": Preset(iterations=20, candidates=1, warmup=2)} if name == "overfit" else {}
+        options = {"overfit": {"preset": Preset(iterations=20, candidates=1, warmup=2)},
+                   "lossless": {"preset": LosslessPreset(steps=10, batch=256)}}.get(name, {})
         return ncodec.encode(img, codec=name, quality=3, device="cpu", **options)
     if name == "mdct":
         t = np.arange(8000) / 16000
@@ -87,7 +89,7 @@ def output_bytes(decoded) -> int:
     return (decoded.frames if hasattr(decoded, "frames") else decoded.samples).nbytes
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "overfit", "mdct", "nerv", "hnerv"])
+@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "overfit", "lossless", "mdct", "nerv", "hnerv"])
 def test_fuzz_decoders(name, monkeypatch):
     monkeypatch.setattr(image_codec, "MAX_PIXELS", FUZZ_PIXELS)
     monkeypatch.setattr(audio_codec, "MAX_SECONDS", FUZZ_SECONDS)

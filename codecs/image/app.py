@@ -15,10 +15,14 @@ CODECS = {
     "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
     "overfit": "a small decoder fitted to each image (C3/Cool-chic family): no pretraining, encoding takes "
                "minutes (--preset fast|medium|slow), no shipped weights",
+    "lossless": "exact: a small model fitted to each image predicts every value (--preset fast|medium|slow), "
+                "no shipped weights",
 }
 DEFAULT_CODEC = "slice"          # the best shipped model on Kodak that encodes in about a second
 OVERFIT = "overfit"
-WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS if name != OVERFIT}
+LOSSLESS = "lossless"
+FITTED = (OVERFIT, LOSSLESS)     # fitted to each image at encoding time: no weights file, --preset
+WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS if name not in FITTED}
 DECODED_SUFFIX = ".png"
 COMMANDS = {"train": "ncodec.image.train", "eval": "ncodec.eval.rd_image"}
 _PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
@@ -33,12 +37,13 @@ def encode_options() -> list[tuple[str, dict]]:
                                                "(e.g. 100; slower encoding, smaller files, same decoder)"}),
             _PRECISION,
             ("--preset", {"choices": ["fast", "medium", "slow"],
-                          "help": "image (overfit codec): fitting time: fast (default, about 10 minutes for a 768x512 "
-                                  "photo on 2 CPU cores), medium (about 3x longer), slow (for GPUs)"}),
+                          "help": "image, codecs fitted to each image: fitting time. overfit: fast (default, about 10 "
+                                  "minutes for a 768x512 photo on 2 CPU cores), medium (about 3x longer), slow (for "
+                                  "GPUs); lossless: fast (default, about 20 s), medium (1 minute), slow (4 minutes), each smaller"}),
             ("--checkpoint", {"help": "overfit image codec and video: checkpoint file to save the fit to and "
                                       "resume it from"}),
-            ("--seed", {"type": int, "help": "random seed of fitting (overfit image codec and video; fitting is "
-                                             "deterministic for a seed on one machine)"}),
+            ("--seed", {"type": int, "help": "random seed of fitting (overfit and lossless image codecs, video; "
+                                             "fitting is deterministic for a seed on one machine)"}),
             ("--keep-metadata", {"action": "store_true",
                                  "help": "image: also carry the EXIF (orientation reset, the pixels being upright) "
                                          "and XMP metadata; the ICC colour profile is always carried"})]
@@ -69,6 +74,10 @@ def _load(name: str, device: str, weights: str | None, precision: str | None, co
         from .overfit.codec import OverfitCodec
 
         return OverfitCodec(device)
+    if name == LOSSLESS:
+        from .lossless.codec import LosslessCodec
+
+        return LosslessCodec()
     loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name], decoder_only)
     return ImageCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
                       device=device, description=CODECS[name], precision=precision, compile=compile)
@@ -78,10 +87,11 @@ def load_codec(name: str, device: str, weights: str | Path | None = None, precis
                compile: bool = False):
     """The :class:`~ncodec.image.codec.ImageCodec` of a shipped model (or of another weights file);
     ``precision`` "float32" or "bfloat16" for the transforms (default: bf16 on CUDA only);
-    ``compile`` runs them through ``torch.compile``.  ``"overfit"`` gives the
-    :class:`~ncodec.image.overfit.codec.OverfitCodec`, which has no weights file."""
-    if name == OVERFIT and (weights or precision or compile):
-        raise UsageError("the overfit codec has no weights file, precision or compile setting")
+    ``compile`` runs them through ``torch.compile``.  ``"overfit"`` and ``"lossless"`` give the
+    :class:`~ncodec.image.overfit.codec.OverfitCodec` and :class:`~ncodec.image.lossless.codec.LosslessCodec`,
+    which have no weights file."""
+    if name in FITTED and (weights or precision or compile):
+        raise UsageError(f"the {name} codec has no weights file, precision or compile setting")
     return _load(name, device, str(weights) if weights else None, precision, bool(compile))
 
 
@@ -96,13 +106,17 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     codec = codec or DEFAULT_CODEC
     fitting = {k: options[k] for k in ("preset", "checkpoint", "seed") if options.get(k) is not None}
     amortised = {k: options[k] for k in ("refine", "precision") if options.get(k) is not None}
-    if codec == OVERFIT:
-        if amortised:
-            raise UsageError(f"the overfit codec does not take {', '.join('--' + k for k in amortised)}")
-        data = load_codec(codec, device).encode(image, quality=options.get("quality"), progress=True, **fitting)
+    if codec in FITTED:
+        unused = [*amortised, *(k for k in ("quality", "checkpoint") if codec == LOSSLESS and options.get(k) is not None)]
+        if unused:
+            raise UsageError(f"the {codec} codec does not take {', '.join('--' + k for k in unused)}")
+        if codec == OVERFIT:
+            fitting["quality"] = options.get("quality")
+        data = load_codec(codec, device).encode(image, progress=True, **fitting)
     else:
         if fitting:
-            raise UsageError(f"{', '.join('--' + k for k in fitting)}: for the overfit codec (--codec overfit)")
+            raise UsageError(f"{', '.join('--' + k for k in fitting)}: for the codecs fitted to each image "
+                             f"(--codec {' or '.join(FITTED)})")
         data = load_codec(codec, device, precision=options.get("precision")).encode(
             image, quality=options.get("quality"), refine=options.get("refine") or 0)
     if extra:
@@ -121,10 +135,10 @@ def decode(container: Container, device: str, precision: str | None = None):
     by a codec loaded for decoding only (without the encoder side and CompressAI)."""
     if container.model not in CODECS:
         raise ModelMismatchError(f"stream needs image model {container.model!r}, which this ncodec does not ship")
-    if container.model == OVERFIT:
+    if container.model in FITTED:
         if precision:
-            raise UsageError("streams of the overfit codec have no precision setting")
-        return _load(OVERFIT, device, None, None, False).decode(container)
+            raise UsageError(f"streams of the {container.model} codec have no precision setting")
+        return _load(container.model, device, None, None, False).decode(container)
     return _load(container.model, device, None, precision, False, decoder_only=True).decode(container)
 
 
@@ -151,6 +165,7 @@ def describe(container: Container, nbytes: int) -> dict:
     if w <= 0 or h <= 0:
         raise CorruptStreamError("ncodec file declares an empty image")
     carried = present_in(container.sections)
-    return {"bpp": 8 * nbytes / (w * h), "quality": container.require("q") / 1000,
+    quality = "exact" if container.model == LOSSLESS else container.require("q") / 1000
+    return {"bpp": 8 * nbytes / (w * h), "quality": quality,
             "icc_profile": "icc" in carried,
             "metadata": ", ".join(name for name in carried if name != "icc") or "none"}

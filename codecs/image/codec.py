@@ -64,6 +64,16 @@ def image_container(model: str, digest: bytes, sections: dict, q: float, arr: np
     return Container("image", model, digest, fields, sections)
 
 
+def declared_size(c: Container, pixel_limit: int | None = None) -> tuple[int, int, int]:
+    """Width, height and channels of an image stream; CorruptStreamError unless every side is within
+    ``MAX_SIDE``, the pixels within ``MAX_PIXELS`` (and ``pixel_limit``) and the channels 1, 3 or 4."""
+    w, h, channels = (c.require(k) for k in ("w", "h", "ch"))
+    limit = MAX_PIXELS if pixel_limit is None else min(pixel_limit, MAX_PIXELS)
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE and w * h <= limit) or channels not in (1, 3, 4):
+        raise CorruptStreamError(f"ncodec file declares an invalid image size {w}x{h}x{channels}")
+    return w, h, channels
+
+
 def restore_channels(rgb: np.ndarray, c: Container, channels: int) -> np.ndarray:
     """A decoded h x w x 3 image back to the channels it was given with: grayscale as the mean of
     the three, RGBA with the stream's lossless alpha plane."""
@@ -239,9 +249,8 @@ class ImageCodec:
         """Container bytes -> HxWxC uint8 image (C as given to encode; grayscale as HxWx1)."""
         c = data if isinstance(data, Container) else Container.from_bytes(data)
         self.check_stream(c)
-        w, h, channels, qm = (c.require(k) for k in ("w", "h", "ch", "q"))
-        if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE and w * h <= MAX_PIXELS) or channels not in (1, 3, 4):
-            raise CorruptStreamError(f"ncodec file declares an invalid image size {w}x{h}x{channels}")
+        w, h, channels = declared_size(c)
+        qm = c.require("q")
         q = qm / 1000
         if not 1 <= q <= self.config.levels:
             raise CorruptStreamError("ncodec file declares an invalid quality")

@@ -26,14 +26,29 @@ ONE = 1 << ACT_FRAC
 BLOCK = 1 << 16            # values whose contexts are gathered at once (bounded memory on large images)
 
 
-@lru_cache(maxsize=1)
-def latent_tables() -> tuple[TableSet, np.ndarray]:
-    """The Laplace tables of the latents (rows: scale-major, mean bin minor) and the fixed-point
-    log-scale thresholds that choose a row's scale."""
-    log_scales = np.linspace(LOG_SCALE_MIN, LOG_SCALE_MAX, SCALE_LEVELS)
+def located_tables(log_scale_min: float, log_scale_max: float, family) -> tuple[TableSet, np.ndarray]:
+    """Tables of ``family`` (:func:`~ncodec.entropy.tables.laplace_tables` or its like) for
+    ``SCALE_LEVELS`` scales spaced evenly in log between the bounds (rows: scale-major, mean bin
+    minor), and the fixed-point log-scale thresholds that choose a row's scale."""
+    log_scales = np.linspace(log_scale_min, log_scale_max, SCALE_LEVELS)
     scales = np.round(np.exp(log_scales) * 2**16) / 2**16
     log_mid = 0.5 * (np.log(scales[:-1]) + np.log(scales[1:]))
-    return laplace_tables(scales, MEAN_BINS, TAIL_MASS), np.ceil(log_mid * ONE)
+    return family(scales, MEAN_BINS, TAIL_MASS), np.ceil(log_mid * ONE)
+
+
+@lru_cache(maxsize=1)
+def latent_tables() -> tuple[TableSet, np.ndarray]:
+    """The Laplace tables of the latents and their thresholds (see :func:`located_tables`)."""
+    return located_tables(LOG_SCALE_MIN, LOG_SCALE_MAX, laplace_tables)
+
+
+def located_rows(mean: np.ndarray, log_scale: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point (Q ``ACT_FRAC``) means and log-scales -> each value's row of a located table set
+    (scale-major, ``MEAN_BINS`` mean bins minor) and its integer shift (the floor of its mean)."""
+    shift = np.floor_divide(mean, ONE)
+    mean_bin = ((mean - shift * ONE) * MEAN_BINS) // ONE
+    scale = np.searchsorted(thresholds, log_scale, side="right")
+    return scale * MEAN_BINS + mean_bin.astype(np.int64), shift.astype(np.int64)
 
 
 class Wavefront:
@@ -100,10 +115,7 @@ class LatentCoder:
     def _rows(self, context_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fixed-point context values -> each value's table row and integer shift (floor of its mean)."""
         out = self.mlp(context_values)
-        shift = np.floor_divide(out[:, 0], ONE)
-        mean_bin = ((out[:, 0] - shift * ONE) * MEAN_BINS) // ONE
-        scale = np.searchsorted(self.thresholds, out[:, 1], side="right")
-        return scale * MEAN_BINS + mean_bin.astype(np.int64), shift.astype(np.int64)
+        return located_rows(out[:, 0], out[:, 1], self.thresholds)
 
     def _flat(self, grids: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(g, dtype=np.int64).ravel() for g in grids] + [np.zeros(1, np.int64)])

@@ -16,22 +16,17 @@ import torch
 from ...container import Container
 from ...entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
 from ...errors import CorruptStreamError, InputError, UsageError
-from .. import codec as image_codec
 from ..app import OVERFIT
-from ..codec import as_image_array, image_container, restore_channels
+from ..codec import as_image_array, declared_size, image_container, restore_channels
 from ..models import DEFAULT_LAMBDAS
 from . import weights
 from .arm import LatentCoder, latent_tables
-from .fit import DEFAULT_PRESET, PRESETS, Preset, fit
+from .fit import DEFAULT_PRESET, PRESETS, Preset, fit, named_preset
 from .model import OverfitConfig, OverfitModel, grid_shapes
 
 NAME = OVERFIT
 STREAM_VERSION = 1
 MAX_PIXELS = 1 << 24         # 16.7 megapixels: fitting is hours beyond (minutes a megapixel on a CPU)
-
-
-def _pixel_limit() -> int:
-    return min(MAX_PIXELS, image_codec.MAX_PIXELS)
 
 
 def _digest() -> bytes:
@@ -77,27 +72,24 @@ class OverfitCodec:
         ``checkpoint``: a file the fit is saved to every few minutes and resumed from;
         ``progress``: show a progress bar with the time left."""
         q = self._quality(quality)
-        preset = preset or DEFAULT_PRESET
-        if not isinstance(preset, Preset):
-            if preset not in PRESETS:
-                raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-            preset = PRESETS[preset]
+        preset = named_preset(preset or DEFAULT_PRESET, PRESETS)
         arr, channels = as_image_array(image)
-        if arr.shape[0] * arr.shape[1] > _pixel_limit():
-            raise InputError(f"the overfit codec codes images of up to {_pixel_limit()} pixels; "
+        if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+            raise InputError(f"the overfit codec codes images of up to {MAX_PIXELS} pixels; "
                              f"this one has {arr.shape[0] * arr.shape[1]} (use another codec)")
         rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
         x = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         lam = quality_lambda(q)
         model = fit(x, lam, preset, seed=seed, checkpoint=Path(checkpoint) if checkpoint else None,
                     progress=progress)
-        exponents = weights.quantise(model, x, lam)
+        exponents = weights.quantise(weights.overfit_groups(model), weights.overfit_loss(model, x, lam),
+                                     model.h * model.w)
         return self.pack(model.cpu(), exponents, q, arr, channels).to_bytes()
 
     def pack(self, model: OverfitModel, exponents: list[int], q: float, arr: np.ndarray, channels: int) -> Container:
         """The container of a fitted model whose weights are quantised with ``exponents``."""
         enc = SymbolEncoder()
-        rows = weights.encode(model, exponents, enc)
+        rows = weights.encode(weights.overfit_groups(model), exponents, enc)
         grids = [torch.round(g.detach())[0, 0].long().numpy() for g in model.grids]
         LatentCoder(model.arm, grid_shapes(model.h, model.w, model.config.levels)).encode(grids, enc)
         cfg = model.config
@@ -113,10 +105,7 @@ class OverfitCodec:
         """Container bytes -> HxWxC uint8 image."""
         c = data if isinstance(data, Container) else Container.from_bytes(data)
         self.check_stream(c)
-        w, h, channels = (c.require(k) for k in ("w", "h", "ch"))
-        if not (1 <= w <= image_codec.MAX_SIDE and 1 <= h <= image_codec.MAX_SIDE and w * h <= _pixel_limit()) \
-                or channels not in (1, 3, 4):
-            raise CorruptStreamError(f"ncodec file declares an invalid image size {w}x{h}x{channels}")
+        w, h, channels = declared_size(c, MAX_PIXELS)
         cfg, exponents, rows = (c.require(k, list) for k in ("cfg", "wexp", "wrow"))
         if len(cfg) != 4 or cfg[0] != STREAM_VERSION or not (1 <= cfg[1] <= 8 and 1 <= cfg[2] <= 64 and 1 <= cfg[3] <= 64):
             raise CorruptStreamError("ncodec file declares an overfitted model this ncodec cannot build")
@@ -125,7 +114,7 @@ class OverfitCodec:
         model = OverfitModel(h, w, OverfitConfig(*cfg[1:]))
         try:
             dec = SymbolDecoder(c.section("data"))
-            weights.decode(model, exponents, rows, dec)
+            weights.decode(weights.overfit_groups(model), exponents, rows, dec)
             grids = LatentCoder(model.arm, grid_shapes(h, w, model.config.levels)).decode(dec)
             latents = [torch.from_numpy(g).float()[None, None] for g in grids]
             rgb = model.synthesise(latents)[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)

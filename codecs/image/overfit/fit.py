@@ -50,6 +50,15 @@ PRESETS = {    # 768x512 on 2 CPU cores (0.27 s a step): about 9.5, 28 and 90 mi
 DEFAULT_PRESET = "fast"
 
 
+def named_preset(preset, presets: dict):
+    """``preset`` itself, or the preset of ``presets`` it names; UsageError for an unknown name."""
+    if not isinstance(preset, str):
+        return preset
+    if preset not in presets:
+        raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
+    return presets[preset]
+
+
 def soft_round(y: torch.Tensor, temperature: float) -> torch.Tensor:
     """Agustsson & Theis's differentiable rounding: tends to rounding as the temperature falls."""
     floor = torch.floor(y).detach()
@@ -157,20 +166,31 @@ def _warm_up(x, lam, preset, seed, config, loop, hard_from) -> tuple[OverfitMode
     return best[1], best[2]
 
 
+def soap(params: list[torch.nn.Parameter], lr: float):
+    """heavyball's SOAP as the fitted codecs use it for their small networks."""
+    import heavyball      # here, not at the top: decoding never pays for importing it
+    import heavyball.utils
+
+    heavyball.utils.compile_mode = None   # eager: compiled SOAP took 25 % longer on these small networks
+    return heavyball.ForeachSOAP(params, lr=lr, betas=(0.95, 0.95), weight_decay=0.0, precondition_frequency=10)
+
+
+def soap_step(optimizer) -> None:
+    """One step of a :func:`soap` optimiser, without heavyball's warnings of every learning-rate
+    change and of its views' ``.grad``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.step()
+
+
 class FitOptimizer:
     """Adam for the latent grids and SOAP (heavyball's) for the networks, as Cool-chic does: SOAP
     gained 0.9 dB at a lower rate over Adam alone (see docs/experiments.md).  ``param_groups`` are
     the latents' and the networks'; the state round-trips exactly through :meth:`state_dict`."""
 
     def __init__(self, model: OverfitModel, preset: Preset):
-        import heavyball      # here, not at the top: decoding never pays for importing it
-        import heavyball.utils
-
-        heavyball.utils.compile_mode = None   # eager: compiled SOAP took 25 % longer on these small networks
         self.latents = torch.optim.Adam(list(model.grids), lr=preset.lr)
-        networks = [p for name, p in model.named_parameters() if not name.startswith("grids")]
-        self.networks = heavyball.ForeachSOAP(networks, lr=preset.lr, betas=(0.95, 0.95), weight_decay=0.0,
-                                              precondition_frequency=10)
+        self.networks = soap([p for name, p in model.named_parameters() if not name.startswith("grids")], preset.lr)
         self.param_groups[0]["scale"], self.param_groups[1]["scale"] = LATENT_LR_SCALE, 1.0
         set_lr(self, preset.lr)
 
@@ -184,9 +204,7 @@ class FitOptimizer:
 
     def step(self) -> None:
         self.latents.step()
-        with warnings.catch_warnings():   # heavyball warns of every learning-rate change and of its views' .grad
-            warnings.simplefilter("ignore")
-            self.networks.step()
+        soap_step(self.networks)
 
     def state_dict(self) -> dict:
         # heavyball keys its state by views of the parameters, which torch's state_dict cannot map,

@@ -1,13 +1,15 @@
-"""The overfitted model's own weights in the stream: quantised with a per-group step chosen for
-rate plus distortion, and range coded.
+"""The weights of a network fitted to one image, in the stream: quantised with a per-group step
+chosen for the image's loss, and range coded (the overfitted and the lossless image codecs).
 
-Four groups (the ARM's weights, its biases, the upsampling and synthesis weights, their biases)
-each get a step ``2**-e``; the integers ``round(w * 2**e)`` are coded with the zero-mean Gaussian
-row nearest their RMS.  The decoder's weights are those integers times the step, exactly.
+Each group of parameters gets a step ``2**-e``; the integers ``round(w * 2**e)`` are coded with the
+zero-mean Gaussian row nearest their RMS.  The decoder's weights are those integers times the step,
+exactly.  The overfitted model has four groups (the ARM's weights, its biases, the upsampling and
+synthesis weights, their biases).
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,8 +30,9 @@ def group_of(name: str) -> str | None:
     return f"{net}.{'bias' if name.endswith('bias') else 'weight'}"
 
 
-def _params(model: OverfitModel, group: str) -> list[torch.nn.Parameter]:
-    return [p for name, p in model.named_parameters() if group_of(name) == group]
+def overfit_groups(model: OverfitModel) -> dict[str, list[torch.nn.Parameter]]:
+    """The parameters of :class:`OverfitModel` coded as weights, by group (``GROUPS`` order)."""
+    return {group: [p for name, p in model.named_parameters() if group_of(name) == group] for group in GROUPS}
 
 
 def _row(ints: np.ndarray) -> int:
@@ -58,13 +61,12 @@ def _set(params: list[torch.nn.Parameter], ints: np.ndarray, exponent: int) -> N
 
 
 @torch.no_grad()
-def quantise(model: OverfitModel, x: torch.Tensor, lam: float) -> list[int]:
-    """Quantise ``model``'s weights in place, group by group, each with the exponent that minimises
-    lambda * 255^2 * MSE + bpp (latents rounded, weights' own bits included); returns the exponents."""
-    latents = [torch.round(g) for g in model.grids]
+def quantise(groups: dict[str, list[torch.nn.Parameter]], loss: Callable[[], float], pixels: int) -> list[int]:
+    """Quantise the parameters in place, group by group, each with the exponent that minimises
+    ``loss()`` (per pixel, of the model as it stands) plus the group's own bits per pixel; returns
+    the exponents."""
     chosen = []
-    for group in GROUPS:
-        params = _params(model, group)
+    for params in groups.values():
         original = [p.detach().clone() for p in params]
         best = None
         for e in EXPONENTS:
@@ -72,40 +74,46 @@ def quantise(model: OverfitModel, x: torch.Tensor, lam: float) -> list[int]:
             if np.abs(ints).max(initial=0) >= 1 << 20:
                 break
             _set(params, ints, e)
-            loss = _loss(model, x, latents, lam) + group_bits(ints) / (model.h * model.w)
-            if best is None or loss < best[0]:
-                best = (loss, e, ints)
+            total = loss() + group_bits(ints) / pixels
+            if best is None or total < best[0]:
+                best = (total, e, ints)
         _set(params, best[2], best[1])
         chosen.append(best[1])
     return chosen
 
 
-def _loss(model: OverfitModel, x: torch.Tensor, latents: list[torch.Tensor], lam: float) -> float:
-    mse = float((model.synthesise(latents).clamp(0, 1) - x).square().mean())
-    bits = sum(float(laplace_bits(latents[k], *model.arm_params(latents, k)).sum()) for k in range(len(latents)))
-    return lam * 255**2 * mse + bits / (model.h * model.w)
+def overfit_loss(model: OverfitModel, x: torch.Tensor, lam: float) -> Callable[[], float]:
+    """lambda * 255^2 * MSE + bpp of the overfitted model with rounded latents: what :func:`quantise`
+    minimises for it."""
+    latents = [torch.round(g) for g in model.grids]
+
+    def loss() -> float:
+        mse = float((model.synthesise(latents).clamp(0, 1) - x).square().mean())
+        bits = sum(float(laplace_bits(latents[k], *model.arm_params(latents, k)).sum()) for k in range(len(latents)))
+        return lam * 255**2 * mse + bits / (model.h * model.w)
+    return loss
 
 
-def encode(model: OverfitModel, exponents: list[int], enc: SymbolEncoder) -> list[int]:
+def encode(groups: dict[str, list[torch.nn.Parameter]], exponents: list[int], enc: SymbolEncoder) -> list[int]:
     """Code the quantised weights; returns the Gaussian row of each group (for the stream's fields)."""
     rows = []
-    for group, e in zip(GROUPS, exponents):
-        ints = _integers(_params(model, group), e)
+    for params, e in zip(groups.values(), exponents):
+        ints = _integers(params, e)
         row = _row(ints)
         enc.encode(ints, np.full(ints.shape, row), _GAUSSIAN.tables)
         rows.append(row)
     return rows
 
 
-def decode(model: OverfitModel, exponents: list[int], rows: list[int], dec: SymbolDecoder) -> None:
-    """Set ``model``'s weights from the stream."""
-    for group, e, row in zip(GROUPS, exponents, rows):
-        params = _params(model, group)
+def decode(groups: dict[str, list[torch.nn.Parameter]], exponents: list[int], rows: list[int],
+           dec: SymbolDecoder) -> None:
+    """Set the groups' parameters from the stream."""
+    for params, e, row in zip(groups.values(), exponents, rows):
         count = sum(p.numel() for p in params)
         _set(params, dec.decode(np.full(count, row), _GAUSSIAN.tables), e)
 
 
-def valid(exponents: list[int], rows: list[int]) -> bool:
-    """Whether a stream's weight fields are in range."""
-    return (len(exponents) == len(rows) == len(GROUPS) and all(e in EXPONENTS for e in exponents)
+def valid(exponents: list[int], rows: list[int], count: int = len(GROUPS)) -> bool:
+    """Whether a stream's weight fields (for ``count`` groups) are in range."""
+    return (len(exponents) == len(rows) == count and all(e in EXPONENTS for e in exponents)
             and all(0 <= r < len(_GAUSSIAN.scales) for r in rows))

@@ -1,0 +1,1 @@
+"""The lossless image codec (a model fitted to each image, exact range coding)."""
