@@ -23,7 +23,7 @@ def list_codecs(modality: str | None = None) -> list[str]:
     found = apps()
     if modality is not None and modality not in found:
         return []
-    return sorted(n for m, a in found.items() if modality in (None, m) for n in a.CODECS)
+    return sorted({n for m, a in found.items() if modality in (None, m) for n in a.CODECS})
 
 
 def codec_descriptions() -> list[tuple[str, str, str]]:
@@ -31,11 +31,22 @@ def codec_descriptions() -> list[tuple[str, str, str]]:
     return [(n, m, d) for m, a in apps().items() for n, d in a.CODECS.items()]
 
 
-def _app_for_codec(name: str):
-    for a in apps().values():
-        if name in a.CODECS:
-            return a
-    raise UsageError(f"unknown codec {name!r}; available: {', '.join(list_codecs())}")
+def _apps_for_codec(name: str, modality: str | None = None) -> list:
+    """The modality apps that have a codec called ``name`` (of ``modality`` only, if given)."""
+    found = [a for m, a in apps().items() if name in a.CODECS and modality in (None, m)]
+    if not found:
+        where = f" for {modality}" if modality else ""
+        raise UsageError(f"unknown codec {name!r}{where}; available: {', '.join(list_codecs(modality))}")
+    return found
+
+
+def _app_for_codec(name: str, modality: str | None = None):
+    """The app of codec ``name``; a name that several modalities use (``walloc``) needs ``modality``."""
+    found = _apps_for_codec(name, modality)
+    if len(found) > 1:
+        names = " or ".join(a.__name__.split(".")[-2] for a in found)
+        raise UsageError(f"codec {name!r} exists for {names}: say which with modality=")
+    return found[0]
 
 
 def _device(device: str | None) -> str:
@@ -48,19 +59,24 @@ def _device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_codec(name: str = DEFAULT_IMAGE_CODEC, device: str | None = None, **kwargs):
+def load_codec(name: str = DEFAULT_IMAGE_CODEC, device: str | None = None, modality: str | None = None, **kwargs):
     """A codec object with ``encode``/``decode`` and metadata (``name``, ``modality`` ...).
 
     ``device`` picks where the transforms run ("cpu" or "cuda"; default: CUDA if present);
-    the entropy path is exact on either, so streams decode identically everywhere.
-    Image codecs take ``weights=PATH`` to load another weights file for the architecture."""
-    return _app_for_codec(name).load_codec(name, _device(device), **kwargs)
+    the entropy path is exact on either, so streams decode identically everywhere.  ``modality``
+    ("image", "video" or "audio") is needed only for a name several modalities use (``walloc``).
+    Image and audio codecs with shipped weights take ``weights=PATH`` to load another weights file."""
+    return _app_for_codec(name, modality).load_codec(name, _device(device), **kwargs)
 
 
 def encode(data, codec: str = DEFAULT_IMAGE_CODEC, quality: float | None = None, device: str | None = None,
-           **options) -> bytes:
-    """Compress media (an image array/tensor, video frames, audio samples) with the named codec."""
-    return load_codec(codec, device).encode(data, quality=quality, **options)
+           modality: str | None = None, **options) -> bytes:
+    """Compress media (an image array/tensor, video frames, audio samples) with the named codec.  For a
+    name several modalities use (``walloc``) the modality follows from ``data`` unless given: audio
+    for a ``(samples, sample_rate)`` pair or with a ``sample_rate`` option, else image."""
+    if modality is None and len(_apps_for_codec(codec)) > 1:
+        modality = "audio" if isinstance(data, tuple) or "sample_rate" in options else "image"
+    return load_codec(codec, device, modality).encode(data, quality=quality, **options)
 
 
 def _container_app(c: Container):
@@ -91,9 +107,11 @@ def decode(data: bytes, device: str | None = None, **options):
 
 
 def app_for_input(src: Path, codec: str | None = None):
-    """The modality app that encodes ``src`` (the codec's own if one is named)."""
+    """The modality app that encodes ``src`` (the codec's own if one is named; for a name several
+    modalities use, the one that reads ``src``)."""
     if codec is not None:
-        return _app_for_codec(codec)
+        found = _apps_for_codec(codec)
+        return next((a for a in found if a.accepts(Path(src))), found[0])
     src = Path(src)
     if not src.exists():
         raise InputError(f"{src} does not exist")

@@ -235,7 +235,7 @@ def cmd_demo(a) -> int:
     from . import api
     from .image.io import read_image
 
-    codec = api.load_codec(a.model, a.device)
+    codec = api.load_codec(a.model, a.device, modality="image")
     samples = {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea(),
                "camera (gray)": skdata.camera()}
     for extra in a.images:

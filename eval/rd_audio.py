@@ -83,7 +83,7 @@ class _NcodecRunner:
     def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto"):
         import ncodec
 
-        self.codec = ncodec.load_codec(name, device, **({"weights": weights} if weights else {}))
+        self.codec = ncodec.load_codec(name, device, modality="audio", **({"weights": weights} if weights else {}))
         self.signal = signal
         self.description = getattr(self.codec, "description", name) + ("" if signal == "auto" else f"; signal {signal}")
 

@@ -164,7 +164,7 @@ def _ncodec_codec(name: str):
     from ncodec.image.overfit.fit import PRESETS
 
     model, plus, option = name[len(NCODEC_PREFIX):].partition("+")
-    codec = ncodec.load_codec(model)
+    codec = ncodec.load_codec(model, modality="image")
     if not plus:
         return codec
     if "preset" in inspect.signature(codec.encode).parameters:
@@ -186,7 +186,7 @@ def _load_codecs(names: list[str]) -> dict[str, object]:
     for name in names:
         if name == NCODEC_PREFIX + "*":
             for n in _every_model():
-                out[n] = ncodec.load_codec(n[len(NCODEC_PREFIX):])
+                out[n] = ncodec.load_codec(n[len(NCODEC_PREFIX):], modality="image")
         elif name.startswith(NCODEC_PREFIX):
             out[name] = _ncodec_codec(name)
         elif name in CLASSICAL_CODECS:

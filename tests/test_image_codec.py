@@ -149,13 +149,11 @@ def test_wrong_model_and_corrupt_stream():
 def test_tiled_transforms_match_untiled(monkeypatch):
     """Large images run tile by tile; forcing tiny tiles on a small image shows no seams:
     PSNR within 0.05 dB of the untiled result, and the same stream size within a few bytes."""
-    from ncodec.image.codec import ImageCodec
-
     codec = ncodec.load_codec("hyperprior", "cpu")
     img = natural_image(320, 360)                   # 20x23 latent (24 padded): several tiles with margins
     whole = codec.encode(img, quality=4)
     whole_out = codec.decode(whole)
-    monkeypatch.setattr(ImageCodec, "tile", 4)      # 64-pixel tiles, 96 pixels of context
+    monkeypatch.setattr(codec, "tile", 4)           # 64-pixel tiles, 96 pixels of context
     calls = []
     for net in (codec.model.g_a, codec.model.g_s):
         net[0].register_forward_hook(lambda m, i, o: calls.append(m))     # one call per tile

@@ -66,7 +66,7 @@ def mutate(c: Container, rng: random.Random) -> bytes:
 
 def base_stream(name: str) -> bytes:
     """A small valid stream of each codec for the mutations to start from."""
-    if name in ("hyperprior", "slice", "factorized", "overfit", "lossless"):
+    if name in ("hyperprior", "slice", "factorized", "overfit", "lossless", "walloc"):
         img = np.concatenate([natural_image(24, 40), np.full((24, 40, 1), 200, np.uint8)], axis=2)
         options = {"overfit": {"preset": Preset(iterations=20, candidates=1, warmup=2)},
                    "lossless": {"preset": LosslessPreset(steps=10, batch=256)}}.get(name, {})
@@ -75,6 +75,9 @@ def base_stream(name: str) -> bytes:
         t = np.arange(8000) / 16000
         x = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)).astype(np.float32)[None]
         return ncodec.encode((x, 16000), codec="mdct", kbps=24, device="cpu")
+    if name == "walloc-audio":
+        x = np.random.default_rng(0).normal(0, 0.1, (2, 8000)).astype(np.float32)
+        return ncodec.encode((x, 16000), codec="walloc", quality=3, device="cpu")
     from ncodec.video.io import Video
 
     t, y, x, c = np.ogrid[:3, :16, :24, :3]
@@ -89,12 +92,14 @@ def output_bytes(decoded) -> int:
     return (decoded.frames if hasattr(decoded, "frames") else decoded.samples).nbytes
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "overfit", "lossless", "mdct", "nerv", "hnerv"])
+@pytest.mark.parametrize("name", ["hyperprior", "slice", "factorized", "overfit", "lossless", "walloc", "mdct",
+                                  "walloc-audio", "nerv", "hnerv"])
 def test_fuzz_decoders(name, monkeypatch):
     monkeypatch.setattr(image_codec, "MAX_PIXELS", FUZZ_PIXELS)
     monkeypatch.setattr(audio_codec, "MAX_SECONDS", FUZZ_SECONDS)
     monkeypatch.setattr(video_codec, "MAX_BYTES", FUZZ_VIDEO_BYTES)
-    bound = {"mdct": audio_codec.MAX_CHANNELS * audio_codec.MAX_RATE * FUZZ_SECONDS * 4,   # float32 samples
+    audio_bound = audio_codec.MAX_CHANNELS * audio_codec.MAX_RATE * FUZZ_SECONDS * 4        # float32 samples
+    bound = {"mdct": audio_bound, "walloc-audio": audio_bound,
              "nerv": FUZZ_VIDEO_BYTES, "hnerv": FUZZ_VIDEO_BYTES}.get(name, 4 * FUZZ_PIXELS)   # RGBA at most
     base = Container.from_bytes(base_stream(name))
     rng = random.Random(sum(map(ord, name)))

@@ -10,9 +10,13 @@ from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
 
 CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
-                  "8-48 kHz (up to 384 kHz coded at 48), 1-8 channels, --kbps or --quality 1-12"}
+                  "8-48 kHz (up to 384 kHz coded at 48), 1-8 channels, --kbps or --quality 1-12",
+          "walloc": "WaLLoC: wavelet packets, a linear encoder, factorized prior; coded at 16 kHz (speech), "
+                    "integer --quality 1-6 or the highest that fits --kbps; latents usable without decoding "
+                    "(ncodec.walloc)"}
 DEFAULT_CODEC = "mdct"
-WEIGHT_FILES = {"mdct": "audio-mdct.safetensors"}
+WALLOC = "walloc"
+WEIGHT_FILES = {name: f"audio-{name}.safetensors" for name in CODECS}
 DECODED_SUFFIX = ".wav"
 COMMANDS = {"train": "ncodec.audio.train", "eval": "ncodec.eval.rd_audio"}
 
@@ -51,13 +55,25 @@ def _load(name: str, device: str, weights: str | None):
 
     if name not in CODECS:
         raise UsageError(f"unknown audio codec {name!r}; available: {', '.join(CODECS)}")
-    loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name])
+    path = Path(weights) if weights else assets_dir() / WEIGHT_FILES[name]
+    if name == WALLOC:
+        from ..image.codec import latent_codec_for
+        from ..image.weights import load_weights as load_transform_weights
+        from ..walloc import WallocAudioCodec
+
+        loaded = load_transform_weights(path)
+        if loaded.model.config.dims != 1:
+            raise ModelMismatchError(f"{path} holds an image model, not the audio WaLLoC model")
+        return WallocAudioCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
+                                device=device, description=CODECS[name])
+    loaded = load_weights(path)
     return AudioCodec(name, loaded.model, AudioLatentCodec(loaded.model, loaded.z_prior), loaded.digest,
                       device=device, description=CODECS[name])
 
 
 def load_codec(name: str, device: str, weights: str | Path | None = None):
-    """The :class:`~ncodec.audio.codec.AudioCodec` of the shipped model (or of another weights file)."""
+    """The :class:`~ncodec.audio.codec.AudioCodec` (``mdct``) or :class:`~ncodec.walloc.WallocAudioCodec`
+    (``walloc``) of the shipped model, or of another weights file."""
     return _load(name, device, str(weights) if weights else None)
 
 
@@ -121,9 +137,13 @@ def describe(container: Container, nbytes: int) -> dict:
     """Bitrate, duration and format of an audio stream."""
     from .powerlaw import LINEAR
 
-    layout = _codec_for(container, "cpu").stream_layout(container)
+    codec = _codec_for(container, "cpu")
+    layout = codec.stream_layout(container)
     seconds = layout["n"] / layout["rate"]
-    return {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],
-            "channels": layout["ch"], "chunks": len(layout["chunks"]),
+    common = {"kbps": 8 * nbytes / seconds / 1000, "seconds": seconds, "sample_rate": layout["rate"],
+              "channels": layout["ch"]}
+    if container.model == WALLOC:
+        return {**common, **codec.describe(layout)}
+    return {**common, "chunks": len(layout["chunks"]),
             "quality": [q / 1000 + 1 for q in container.require("q", list)][:8],
             "quantizer": "linear" if layout["pw"] == LINEAR else f"power {layout['pw'] / 1000:g} (speech)"}

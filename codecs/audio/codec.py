@@ -150,6 +150,18 @@ def _blocks(x: np.ndarray, size: int = 1 << 16) -> Iterator[np.ndarray]:
         yield x[:, s:s + size]
 
 
+def encoder_input(audio, sample_rate, rate: int) -> tuple[np.ndarray, int, Iterator[np.ndarray]]:
+    """What an audio encoder is given (samples and their rate, or a ``(samples, rate)`` pair), validated
+    (:func:`as_audio_array`): the samples, their rate, and their blocks resampled to ``rate``."""
+    if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
+        audio, sample_rate = audio
+    if sample_rate is None:
+        raise UsageError("audio needs its sample rate: encode(samples, sample_rate)")
+    x = as_audio_array(audio, sample_rate)
+    resample = Resampler(len(x), sample_rate, rate)
+    return x, sample_rate, (resample(b) for b in [*_blocks(x), None])
+
+
 class AudioCodec:
     """MDCT + learned gains, hyperprior, context and dequantizer (one model, every rate)."""
 
@@ -185,13 +197,7 @@ class AudioCodec:
         ``quality`` 1..levels (default: 24 kbps); ``signal`` "speech", "music" or "auto" (speech
         up to 16 kHz sampling) picks the quantizer (:mod:`.powerlaw`).  Input sampled above 48 kHz
         (up to 384 kHz) is coded, and decodes, at 48 kHz, as Opus does."""
-        if isinstance(audio, tuple) and len(audio) == 2 and sample_rate is None:
-            audio, sample_rate = audio
-        if sample_rate is None:
-            raise UsageError("audio needs its sample rate: encode(samples, sample_rate)")
-        x = as_audio_array(audio, sample_rate)
-        resample = Resampler(len(x), sample_rate, self.rate)
-        model_blocks = (resample(b) for b in [*_blocks(x), None])
+        x, sample_rate, model_blocks = encoder_input(audio, sample_rate, self.rate)
         return self.encode_blocks(model_blocks, sample_rate, len(x), lambda: x.shape[1], kbps, quality,
                                   signal=signal).to_bytes()
 

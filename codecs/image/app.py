@@ -13,6 +13,8 @@ CODECS = {
     "factorized": "Ballé 2018 factorized prior, variable rate (qualities 1-6)",
     "hyperprior": "mean-scale hyperprior, variable rate (qualities 1-6)",
     "slice": "channel-slice + checkerboard context model with LRP, variable rate (qualities 1-6)",
+    "walloc": "WaLLoC: wavelet packets, a linear encoder, factorized prior (integer qualities 1-6); its small "
+              "latent (32 channels at 1/8 resolution) feeds other models without decoding (ncodec.walloc)",
     "overfit": "a small decoder fitted to each image (C3/Cool-chic family): no pretraining, encoding takes "
                "minutes (--preset fast|medium|slow), no shipped weights",
     "lossless": "exact: a small model fitted to each image predicts every value (--preset fast|medium|slow), "
@@ -78,7 +80,10 @@ def _load(name: str, device: str, weights: str | None, precision: str | None, co
         from .lossless.codec import LosslessCodec
 
         return LosslessCodec()
-    loaded = load_weights(Path(weights) if weights else assets_dir() / WEIGHT_FILES[name], decoder_only)
+    path = Path(weights) if weights else assets_dir() / WEIGHT_FILES[name]
+    loaded = load_weights(path, decoder_only)
+    if loaded.model.config.dims != 2:
+        raise ModelMismatchError(f"{path} holds an audio model, not an image model")
     return ImageCodec(name, loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest,
                       device=device, description=CODECS[name], precision=precision, compile=compile)
 

@@ -24,7 +24,6 @@ from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageEr
 from .models import FactorizedLatentCodec, HyperpriorLatentCodec, SliceLatentCodec, run_inference
 
 PAD = 64                     # images are padded to this multiple (latent 1/16, hyper-latent 1/64)
-STRIDE = 16                  # pixels per latent position
 MAX_PIXELS = 200_000_000     # like Pillow's decompression-bomb guard: refuse larger images
 MAX_SIDE = 1 << 16
 MAX_REFINE_STEPS = 10_000
@@ -113,13 +112,11 @@ def as_image_array(image) -> tuple[np.ndarray, int]:
 class ImageCodec:
     """A learned image codec (one model, every quality).
 
-    Images larger than one tile run through the transforms tile by tile (``tile`` latent
-    positions = 16 * ``tile`` pixels, with ``margin`` positions of context on each side, more
-    than the transforms' receptive fields), so memory stays bounded whatever the image size."""
+    Images larger than one tile run through the transforms tile by tile (the model's ``tiling``:
+    ``tile`` latent positions of ``stride`` pixels each, with ``margin`` positions of context on each
+    side, more than the transforms' receptive fields), so memory stays bounded whatever the image size."""
 
     modality = "image"
-    tile = 48
-    margin = 6
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
                  precision: str | None = None, compile: bool = False):
@@ -138,9 +135,13 @@ class ImageCodec:
             raise UsageError(f"precision must be 'float32' or 'bfloat16', not {self.precision!r}")
         self.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.latent = latent.to(self.device)
+        self.stride = model.stride
+        self.tile, self.margin = model.tiling
         # the synthesis's output layer with its bias lowered by PIXEL_CENTRE (bf16 decoding, see _synthesise)
-        self._centred_output = copy.deepcopy(self.model.g_s[-1])
-        self._centred_output.bias.data -= PIXEL_CENTRE
+        self._centred_output = None
+        if getattr(self.model.g_s[-1], "bias", None) is not None:
+            self._centred_output = copy.deepcopy(self.model.g_s[-1])
+            self._centred_output.bias.data -= PIXEL_CENTRE
         self.compiled = bool(compile)
         self._run_analysis, self._run_synthesis = self._analyse, self._synthesise
         if self.compiled:
@@ -155,8 +156,8 @@ class ImageCodec:
         q = float(self.config.levels if quality is None else quality)
         if not 1 <= q <= self.config.levels:
             raise UsageError(f"quality must be between 1 and {self.config.levels} for model {self.name!r}")
-        if self.config.arch == "factorized" and q != int(q):
-            raise UsageError("the factorized model only has integer qualities")
+        if self.config.per_level_priors and q != int(q):
+            raise UsageError(f"the {self.config.arch} model only has integer qualities")
         return q
 
     def _gains(self, q: float):
@@ -176,10 +177,15 @@ class ImageCodec:
         """g_s in this codec's precision, channels_last. In bfloat16 it runs in bf16 to the end, the
         output layer computing pixels minus PIXEL_CENTRE so that bf16's rounding of an output in
         [0, 1] stays within 2**-10 (measured on 4 Kodak images: within 0.025 dB of a float32 output
-        layer, 18 % faster decoding on an AMX CPU)."""
+        layer, 18 % faster decoding on an AMX CPU). A synthesis that ends in a transform without bias
+        (WaLLoC's inverse wavelet packets) finishes in float32."""
         y = y.contiguous(memory_format=torch.channels_last)
         if self.precision == "float32":
             return run_inference(self.model.g_s, y).float()
+        if self._centred_output is None:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                hidden = run_inference(self.model.g_s[:-1], y)
+            return run_inference(self.model.g_s[-1:], hidden.float()).float()
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             hidden = run_inference(self.model.g_s[:-1], y)
             return run_inference(self._centred_output, hidden).float().add_(PIXEL_CENTRE)
@@ -207,7 +213,7 @@ class ImageCodec:
             from .refine import refine_latent
 
             mask = F.pad(torch.ones_like(x[:, :1, :h, :w]), pad)
-            refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, STRIDE)
+            refined = refine_latent(self.model, x, mask, q, refine, self.tile, self.margin, self.stride)
         del x
         data = self._to_stream(y, q, arr, channels)
         if refine:      # keep the refined latent only if it wins by the real measure: file size and decoded pixels
@@ -220,7 +226,8 @@ class ImageCodec:
         """Encoding's transform stage: the gain-scaled latent of a padded (1, 3, H, W) image in [0, 1]
         at quality ``q``, tile by tile."""
         gain, _ = self._gains(q)
-        return run_tiled(self._run_analysis, x, 1 / STRIDE, STRIDE * self.tile, STRIDE * self.margin) * gain
+        return run_tiled(self._run_analysis, x, 1 / self.stride, self.stride * self.tile,
+                         self.stride * self.margin) * gain
 
     def _to_stream(self, y: torch.Tensor, q: float, arr: np.ndarray, channels: int) -> bytes:
         """Code a gain-scaled latent into container bytes."""
@@ -263,13 +270,13 @@ class ImageCodec:
 
     def latent_shape(self, h: int, w: int) -> tuple:
         """The latent's shape (1, M, H, W) for an image of h x w pixels (padded to a multiple of PAD)."""
-        return 1, self.config.M, (h + (-h) % PAD) // STRIDE, (w + (-w) % PAD) // STRIDE
+        return 1, self.config.M, (h + (-h) % PAD) // self.stride, (w + (-w) % PAD) // self.stride
 
     def synthesise(self, y_hat: torch.Tensor, q: float, h: int, w: int) -> np.ndarray:
         """Decoding's transform stage: the h x w x 3 uint8 image of a decoded gain-scaled latent at
         quality ``q``, tile by tile."""
         _, inv_gain = self._gains(q)
-        x_hat = run_tiled(self._run_synthesis, y_hat.to(self.device) * inv_gain, STRIDE, self.tile,
+        x_hat = run_tiled(self._run_synthesis, y_hat.to(self.device) * inv_gain, self.stride, self.tile,
                           self.margin)[0, :, :h, :w]
         return x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -281,7 +288,7 @@ class ImageCodec:
 def latent_codec_for(model, priors: dict):
     """The latent codec matching one of ncodec's own architectures."""
     arch = model.config.arch
-    if arch == "factorized":
+    if model.config.per_level_priors:
         return FactorizedLatentCodec([priors[f"prior{i}"] for i in range(model.config.levels)])
     if arch == "hyperprior":
         return HyperpriorLatentCodec(model.h_a, model.h_s, priors["prior_z"])

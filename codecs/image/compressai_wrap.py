@@ -17,12 +17,14 @@ from torch import nn
 from ..entropy import FactorizedPrior
 from ..errors import UsageError
 from .codec import ImageCodec
-from .models import FactorizedLatentCodec, HyperpriorLatentCodec, ImageModelConfig
+from .models import FactorizedLatentCodec, HyperpriorLatentCodec, ImageModel, ImageModelConfig
 from ..weightsfile import tensors_digest
 
 
 class _FixedRateTransforms(nn.Module):
     """g_a / g_s of a single-rate model, with unit gains so it fits ImageCodec."""
+
+    stride, tiling = ImageModel.stride, ImageModel.tiling
 
     def __init__(self, net: nn.Module, config: ImageModelConfig):
         super().__init__()

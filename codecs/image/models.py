@@ -5,6 +5,11 @@ entropy model -> inverse gain -> synthesis transform):
 
 * ``factorized``: Ballé et al. 2018 factorized prior (one learned density per channel).
 * ``hyperprior``: Minnen et al. 2018 mean-scale hyperprior (without spatial context).
+* ``walloc``: WaLLoC (Jacobellis & Yadwadkar 2024): a wavelet packet transform, a *linear*
+  encoder (one 1x1 convolution from the packet bands to a few latent channels), the factorized
+  prior, and a heavier convolutional decoder back to the bands before the inverse transform.  Its
+  latent is small and of fixed shape (1/8 of the resolution, 32 channels: 6x fewer numbers than
+  the RGB values), so other models can learn on it without decoding (:mod:`ncodec.walloc`).
 * ``slice``: a channel-slice context model (Minnen & Singh 2020 / ELIC-style uneven
   slices), each slice's mean and scale predicted from the hyperprior and the slices
   decoded before it, plus latent residual prediction for the reconstruction; optionally
@@ -42,6 +47,7 @@ from torch import nn
 
 from ..entropy import FactorizedPrior, FixedPointNet, GaussianConditional, SymbolDecoder, SymbolEncoder, from_fixed
 from ..entropy.fixedpoint import ACT_FRAC
+from ..latent.wavelets import DEFAULT_WAVELET, PacketLayer, WaveletPacket
 from ..latent import (HyperLatentCodec, Quantizer, bottleneck_likelihood, gaussian_likelihood, hyper_forward,
                       interpolate_levels, noise_quantizer, rounding_quantizer, ste_round, training_quantizer)
 
@@ -78,6 +84,16 @@ class ImageModelConfig:
     @property
     def levels(self) -> int:
         return len(self.lambdas)
+
+    @property
+    def dims(self) -> int:
+        """Dimensions of the signal the model codes: 2 (images), or 1 (the audio WaLLoC model)."""
+        return int(self.extra.get("dims", 2))
+
+    @property
+    def per_level_priors(self) -> bool:
+        """True for models with one factorized density per quality level (integer qualities only)."""
+        return self.arch in ("factorized", "walloc")
 
 
 def conv(cin, cout, k=5, s=2):
@@ -285,13 +301,22 @@ class ImageModel(nn.Module):
         super().__init__()
         self.config = config
         M = config.M
-        self.g_a = None if decoder_only else analysis_transform(config.N, M)
-        self.g_s = synthesis_transform(config.N, M, InferenceGDN if decoder_only else None)
+        self.g_a = None if decoder_only else self.build_analysis()
+        self.g_s = self.build_synthesis(decoder_only)
         # Quantization step ~ lambda^-1/2, so gains start proportional to sqrt(lambda).  Computed on
         # the CPU even when the model is built on the meta device (whose log and mean load torch._dynamo).
         init = 0.5 * torch.tensor(config.lambdas, device="cpu").log()
         self.log_gain = nn.Parameter((init - init.mean())[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
+
+    stride = 16                  # pixels per latent position along each axis
+    tiling = (48, 6)             # latent positions per coding tile, and of context around it
+
+    def build_analysis(self) -> nn.Module:
+        return analysis_transform(self.config.N, self.config.M)
+
+    def build_synthesis(self, decoder_only: bool) -> nn.Module:
+        return synthesis_transform(self.config.N, self.config.M, InferenceGDN if decoder_only else None)
 
     def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample gain and inverse gain, shape (B, M, 1, 1); quality in [0, L-1]."""
@@ -353,6 +378,89 @@ class FactorizedModel(ImageModel):
             y_hat[sel] = v_hat + medians
         x_hat = self.g_s(y_hat * inv_gain)
         return {"x_hat": x_hat, "likelihoods": [likelihoods]}
+
+
+class ResidualBlock(nn.Module):
+    """Two convolutions (``kernel``: 3 or (1, 3)) with a GELU between them, added to the input."""
+
+    def __init__(self, channels: int, kernel=3):
+        super().__init__()
+        pad = tuple(k // 2 for k in kernel) if isinstance(kernel, tuple) else kernel // 2
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, kernel, padding=pad), nn.GELU(),
+                                  nn.Conv2d(channels, channels, kernel, padding=pad))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class LinearPlus(nn.Module):
+    """A linear map (a 1x1 convolution) plus a network's correction of it."""
+
+    def __init__(self, linear: nn.Conv2d, body: nn.Sequential):
+        super().__init__()
+        self.linear, self.body = linear, body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.body(x)
+
+
+class WallocModel(FactorizedModel):
+    """WaLLoC (see module doc), for images and for audio: ``config.extra`` holds ``dims`` (2: images;
+    1: audio, held as (N, C, 1, samples)), ``channels`` (of the signal: 3 for RGB, 1 for audio, whose
+    channels are coded one by one), ``wavelet`` and ``wavelet_levels`` (the packet transform),
+    ``blocks`` (the decoder's residual blocks, ``N`` wide) and, for audio, ``sample_rate``.  The decoder
+    is a linear map back to the bands plus a convolutional correction; :meth:`init_from_data` starts
+    training from principal components, the correction at zero."""
+
+    def packet(self) -> WaveletPacket:
+        extra = self.config.extra
+        return WaveletPacket(self.config.dims, int(extra.get("wavelet_levels", 3)),
+                             extra.get("wavelet", DEFAULT_WAVELET))
+
+    @property
+    def stride(self) -> int:
+        return self.packet().stride
+
+    @property
+    def tiling(self) -> tuple:
+        """Coding tiles of 768x768 pixels with 128 of context on each side; audio: 2**16 samples with
+        1,024 on each side."""
+        if self.packet().dims == 1:
+            return (1, (1 << 16) // self.stride), (0, 1024 // self.stride)
+        return 768 // self.stride, 128 // self.stride
+
+    @property
+    def signal_channels(self) -> int:
+        return int(self.config.extra.get("channels", 3))
+
+    def build_analysis(self) -> nn.Module:
+        packet = self.packet()
+        return nn.Sequential(PacketLayer(packet), nn.Conv2d(packet.bands(self.signal_channels), self.config.M, 1))
+
+    def build_synthesis(self, decoder_only: bool) -> nn.Module:
+        N, M, packet = self.config.N, self.config.M, self.packet()
+        bands = packet.bands(self.signal_channels)
+        kernel = 3 if packet.dims == 2 else (1, 3)
+        pad = 1 if packet.dims == 2 else (0, 1)
+        blocks = [ResidualBlock(N, kernel) for _ in range(int(self.config.extra.get("blocks", 3)))]
+        body = nn.Sequential(nn.Conv2d(M, N, kernel, padding=pad), nn.GELU(), *blocks, nn.Conv2d(N, bands, 1))
+        return nn.Sequential(LinearPlus(nn.Conv2d(M, bands, 1), body), PacketLayer(packet, inverse=True))
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Start from PCA: the encoder projects the packet bands of the batch ``x`` on their ``M``
+        principal components, the decoder's linear map projects back, its correction is zero."""
+        bands = self.g_a[0](x.float())
+        z = bands.transpose(0, 1).flatten(1).T.double()
+        mean = z.mean(0)
+        basis = torch.linalg.svd(z - mean, full_matrices=False)[2][:self.config.M]     # (M, bands)
+        encoder, decoder = self.g_a[1], self.g_s[0]
+        encoder.weight.copy_(basis[:, :, None, None])
+        encoder.bias.copy_(-basis @ mean)
+        decoder.linear.weight.copy_(basis.T[:, :, None, None])
+        decoder.linear.bias.copy_(mean)
+        nn.init.zeros_(decoder.body[-1].weight)
+        nn.init.zeros_(decoder.body[-1].bias)
 
 
 class FactorizedLatentCodec:
@@ -606,12 +714,20 @@ class SliceLatentCodec:
         return self._refine(*self._decode_buffer(sections, shape))
 
 
-ARCHITECTURES = {"factorized": FactorizedModel, "hyperprior": HyperpriorModel, "slice": SliceModel}
+ARCHITECTURES = {"factorized": FactorizedModel, "hyperprior": HyperpriorModel, "slice": SliceModel,
+                 "walloc": WallocModel}
 
 PRESETS = {
     "factorized": ImageModelConfig(arch="factorized", N=128, M=192),
     "hyperprior": ImageModelConfig(arch="hyperprior", N=128, M=192),
     "slice": ImageModelConfig(arch="slice", N=192, M=320, slices=(16, 16, 32, 64, 192), hyper_channels=160),
+    "walloc": ImageModelConfig(arch="walloc", N=128, M=32,
+                               extra={"wavelet": DEFAULT_WAVELET, "wavelet_levels": 3, "blocks": 3}),
+    # WaLLoC for audio (trained by ``ncodec train audio --codec walloc``): mono 16 kHz, 64 packet bands of
+    # 4 ms -> 16 latent channels; MSE lambdas for samples in [-1, 1] (speech at about -26 dBFS: 6-64 kbps)
+    "walloc-audio": ImageModelConfig(arch="walloc", N=128, M=16, lambdas=(0.01, 0.03, 0.09, 0.27, 0.8, 2.4),
+                                     extra={"dims": 1, "channels": 1, "sample_rate": 16000, "wavelet": DEFAULT_WAVELET,
+                                            "wavelet_levels": 6, "blocks": 3}),
 }
 
 

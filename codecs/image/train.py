@@ -35,6 +35,7 @@ from ..training import RDOptimizer, TrainingLoop, export, run_folder
 from .models import PRESETS, ImageModelConfig, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_ARCHS = [name for name, config in PRESETS.items() if config.dims == 2]
 ANALYSIS_SIDE = ("g_a", "h_a", "log_gain")   # what only the encoder runs: frozen by --hard-quantization
 
 
@@ -85,7 +86,13 @@ class CropSampler:
         self.crop = crop
         self.rng = rng
 
+    @property
+    def values(self) -> int:
+        """Pixels per crop (the rate term's denominator)."""
+        return self.crop**2
+
     def batch(self, n: int) -> torch.Tensor:
+        """``n`` crops, float (N, 3, crop, crop) in [0, 1]."""
         c = self.crop
         out = np.empty((n, c, c, 3), dtype=np.uint8)
         for i in range(n):
@@ -96,7 +103,17 @@ class CropSampler:
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             out[i] = patch
-        return torch.from_numpy(out).permute(0, 3, 1, 2)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def sampler_for(config: ImageModelConfig, data: Path, crop: int, rng: random.Random):
+    """Training data of a model: image crops, or audio segments of ``crop`` samples for a 1-D
+    (audio) WaLLoC model."""
+    if config.dims == 1:
+        from ..walloc import AudioSegments
+
+        return AudioSegments(data, crop, int(config.extra["sample_rate"]), rng)
+    return CropSampler(data, crop, rng)
 
 
 def rd_loss(model, out: dict, x: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,7 +127,7 @@ def rd_loss(model, out: dict, x: torch.Tensor, quality: torch.Tensor) -> tuple[t
     return loss, bpp.mean(), psnr
 
 
-def fit_priors(model, sampler: CropSampler, steps: int, batch: int = 8, crops: int = 512, amp: bool = False) -> None:
+def fit_priors(model, sampler, steps: int, batch: int = 8, crops: int = 512, amp: bool = False) -> None:
     """Fit the learned densities alone to the latents of frozen transforms.
 
     After a warm start the transforms are already good but the densities are not; fitting
@@ -122,10 +139,10 @@ def fit_priors(model, sampler: CropSampler, steps: int, batch: int = 8, crops: i
     latents = []
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
         for _ in tqdm(range(crops // batch), desc="latents for prior fitting", unit="batch", leave=False):
-            x = sampler.batch(batch).to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+            x = sampler.batch(batch).to(device).contiguous(memory_format=torch.channels_last)
             latents.append(model.g_a(x).float())
     y = torch.cat(latents)
-    bottlenecks = list(model.priors) if model.config.arch == "factorized" else [model.z_prior]
+    bottlenecks = list(model.priors) if model.config.per_level_priors else [model.z_prior]
     params = [p for b in bottlenecks for n, p in b.named_parameters() if not n.endswith("quantiles")]
     aux = [p for b in bottlenecks for n, p in b.named_parameters() if n.endswith("quantiles")]
     opt, aux_opt = torch.optim.Adam(params, lr=1e-2), torch.optim.Adam(aux, lr=1e-2)
@@ -136,13 +153,13 @@ def fit_priors(model, sampler: CropSampler, steps: int, batch: int = 8, crops: i
         gain, _ = model.gains(quality)
         with torch.no_grad():
             target = y[idx] * gain
-            if model.config.arch != "factorized":
+            if not model.config.per_level_priors:
                 target = model.h_a(target)
-        if model.config.arch == "factorized":
+        if model.config.per_level_priors:
             bits = sum(-torch.log2(model.priors[int(q)](t[None])[1]).sum() for q, t in zip(quality.tolist(), target))
         else:
             bits = -torch.log2(model.z_prior(target)[1]).sum()
-        bpp = bits / (batch * sampler.crop**2)
+        bpp = bits / (batch * sampler.values)
         for g in opt.param_groups:
             g["lr"] = 1e-2 if i < steps * 0.7 else 1e-3
         opt.zero_grad(set_to_none=True)
@@ -232,7 +249,7 @@ def train(opts: TrainOptions) -> Path:
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
         raise UsageError(f"--quality-range must be LO <= HI within 1..{levels}")
-    sampler = CropSampler(opts.data, opts.crop, rng)     # the data is read before anything is written
+    sampler = sampler_for(config, opts.data, opts.crop, rng)   # the data is read before anything is written
     ckpt, log = run_folder(opts.out, opts.checkpoint_seconds)
     state = ckpt.load(device)
     if state is not None and ImageModelConfig.from_dict(state["config"]) != config:
@@ -272,6 +289,8 @@ def train(opts: TrainOptions) -> Path:
         print(f"warm start from {opts.init}: {len(copied)} tensors")
 
     amp = device.type == "cuda" if opts.amp is None else opts.amp
+    if step == 0 and opts.init is None and hasattr(model, "init_from_data"):   # DDP copies rank 0's start
+        model.init_from_data(sampler.batch(64).to(device))
     if step == 0 and opts.prior_warmup and dist.main:   # DDP then copies rank 0's weights to every rank
         fit_priors(model, sampler, opts.prior_warmup, batch=opts.batch, amp=amp)
     net = dist.wrap(model)
@@ -293,9 +312,9 @@ def train(opts: TrainOptions) -> Path:
             if stop:
                 break
             optimizer.set_lr(lr)
-            x = sampler.batch(opts.batch).to(device, non_blocking=True).float().div_(255)
+            x = sampler.batch(opts.batch).to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
-            if config.arch == "factorized":   # one density per level: integer qualities only
+            if config.per_level_priors:   # one density per level: integer qualities only
                 quality = torch.randint(math.ceil(q_lo) - 1, math.floor(q_hi), (opts.batch,), device=device).float()
             else:
                 quality = q_lo - 1 + torch.rand(opts.batch, device=device) * (q_hi - q_lo)
@@ -317,7 +336,7 @@ def add_arguments(p) -> None:
     """Options of ``ncodec train image``."""
     import argparse
 
-    p.add_argument("--arch", choices=sorted(PRESETS), required=True)
+    p.add_argument("--arch", choices=sorted(IMAGE_ARCHS), required=True)
     p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); rerun to resume")
     p.add_argument("--steps", type=int, default=100_000)

@@ -20,7 +20,7 @@ ENCODER_SIDE = ("g_a.", "h_a.", "z_prior.", "priors.")   # tensors a decoder-onl
 
 def priors_of(model: ImageModel) -> dict[str, FactorizedPrior]:
     """Tabulate the model's factorized priors (named as stored in the weights file)."""
-    if model.config.arch == "factorized":
+    if model.config.per_level_priors:
         return {f"prior{i}": FactorizedPrior.from_bottleneck(b) for i, b in enumerate(model.priors)}
     return {"prior_z": FactorizedPrior.from_bottleneck(model.z_prior)}
 
