@@ -78,18 +78,18 @@ def test_fine_tune_keeps_densities_and_trains_only_the_quality_band(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_training_takes_the_eager_steps(tmp_path, monkeypatch):
+def test_compiled_training_takes_the_eager_steps(tmp_path):
     """--compile trains the same model as eager training: from the same seed (and, for this check,
     eager's random numbers in the compiled graph) the same weights after three steps, under the
     same checkpoint keys (so a run resumes either way)."""
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     data = make_data(tmp_path / "data")
     runs = {}
-    for name, extra in (("eager", []), ("compiled", ["--compile"])):
-        assert main(train_args(data, tmp_path / name, 3) + extra) == 0
-        runs[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
+    with torch._inductor.config.patch(fallback_random=True):    # (monkeypatch's undo breaks inductor's config)
+        for name, extra in (("eager", []), ("compiled", ["--compile"])):
+            assert main(train_args(data, tmp_path / name, 3) + extra) == 0
+            runs[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
     assert runs["compiled"].keys() == runs["eager"].keys()
     for key, eager in runs["eager"].items():
         torch.testing.assert_close(runs["compiled"][key], eager, rtol=1e-3, atol=1e-5, msg=key)
