@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from .container import Container
-from .entropy import EntropyCodingError
 from .entropy.tiling import run_tiled
 from .errors import CorruptStreamError, InputError, UsageError
 
@@ -180,12 +179,10 @@ class WallocAudioCodec:
 
     def decode_latent(self, c: Container, layout: dict) -> torch.Tensor:
         """The stream's gain-scaled quantised latent (C, M, 1, L): the entropy decoder alone."""
-        try:
+        from .image.codec import stream_errors
+
+        with stream_errors():
             return self.latent.decompress(c.sections, self.latent_shape(layout), level=layout["level"])
-        except KeyError as exc:
-            raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
-        except EntropyCodingError as exc:
-            raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
 
     def decode_blocks(self, c: Container) -> Iterator[np.ndarray]:
         """Model-rate ``(channels, n)`` blocks of a stream (``m`` samples in all)."""
@@ -234,17 +231,15 @@ def latents(data, sample_rate: int | None = None, quality: float | None = None, 
         n = -(-x.shape[1] // codec.stride)
         y = codec.analyse(np.pad(x, ((0, 0), (0, n * codec.stride - x.shape[1]))), level)
         return _rounded(codec.latent.priors[level], y)[:, :, 0]
-    from .image.codec import PAD, as_image_array
+    from .image.codec import as_image_array
 
     codec = load_codec("walloc", device, modality="image", **({"weights": weights} if weights else {}))
     q = codec._quality(quality)
     arr, channels = as_image_array(data)
     h, w = arr.shape[:2]
     rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255).to(codec.device)
-    x = torch.nn.functional.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
     with torch.no_grad():
-        y = codec.analyse(x, q)
+        y = codec.analyse(codec.padded_input(rgb), q)
     return _rounded(codec.latent.priors[int(q) - 1], y)[0, :, :-(-h // codec.stride), :-(-w // codec.stride)]
 
 
@@ -267,17 +262,11 @@ def stream_latents(data: bytes, device: str | None = None) -> torch.Tensor:
     codec = load_codec("walloc", device, modality=c.codec)
     if c.codec == "audio":
         return codec.decode_latent(c, codec.stream_layout(c))[:, :, 0].float()
-    codec.check_stream(c)
-    from .image.codec import declared_size
+    from .image.codec import stream_errors
 
-    w, h, _ = declared_size(c)
-    q = c.require("q") / 1000
-    if q != int(q) or not 1 <= q <= codec.config.levels:
+    w, h, _, q = codec.stream_header(c)
+    if q != int(q):
         raise CorruptStreamError("ncodec file declares an invalid quality")
-    try:
+    with stream_errors():
         y = codec.latent.decompress(c.sections, codec.latent_shape(h, w), level=int(q) - 1)
-    except KeyError as exc:
-        raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
-    except EntropyCodingError as exc:
-        raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
     return y[0, :, :-(-h // codec.stride), :-(-w // codec.stride)].float()

@@ -11,6 +11,7 @@ RGBA codes the colour lossy and the alpha plane *losslessly* in its own section.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -49,6 +50,17 @@ def decode_alpha(data: bytes, hist: list[int], h: int, w: int) -> np.ndarray:
         raise CorruptStreamError("ncodec file has an invalid alpha histogram")
     diff = SymbolDecoder(data).decode(np.zeros((h, w), np.int64), _alpha_table(hist))
     return (np.cumsum(diff, axis=1) % 256).astype(np.uint8)
+
+
+@contextmanager
+def stream_errors():
+    """Reading a stream's sections: a missing section or undecodable symbols become CorruptStreamError."""
+    try:
+        yield
+    except KeyError as exc:
+        raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
+    except EntropyCodingError as exc:
+        raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
 
 
 def image_container(model: str, digest: bytes, sections: dict, q: float, arr: np.ndarray, channels: int,
@@ -205,9 +217,8 @@ class ImageCodec:
         arr, channels = as_image_array(image)
         h, w = arr.shape[:2]
         rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
-        x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-        pad = (0, (-w) % PAD, 0, (-h) % PAD)
-        x = F.pad(x, pad, mode="replicate")
+        x = self.padded_input(rgb)
+        pad = (0, x.shape[3] - w, 0, x.shape[2] - h)
         y = self.analyse(x, q)
         if refine:
             from .refine import refine_latent
@@ -221,6 +232,13 @@ class ImageCodec:
             if self._real_loss(other, rgb, q) < self._real_loss(data, rgb, q):
                 data = other
         return data
+
+    def padded_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """An h x w x 3 uint8 image as the transforms take it: (1, 3, H, W) float in [0, 1] on this
+        codec's device, padded by edge replication to a multiple of PAD."""
+        h, w = rgb.shape[:2]
+        x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1)[None]
+        return F.pad(x.float().div_(255), (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
 
     def analyse(self, x: torch.Tensor, q: float) -> torch.Tensor:
         """Encoding's transform stage: the gain-scaled latent of a padded (1, 3, H, W) image in [0, 1]
@@ -255,18 +273,18 @@ class ImageCodec:
     def decode(self, data: bytes | Container) -> np.ndarray:
         """Container bytes -> HxWxC uint8 image (C as given to encode; grayscale as HxWx1)."""
         c = data if isinstance(data, Container) else Container.from_bytes(data)
+        w, h, channels, q = self.stream_header(c)
+        with stream_errors():
+            return self._decode(c, self.latent_shape(h, w), q, h, w, channels)
+
+    def stream_header(self, c: Container) -> tuple[int, int, int, float]:
+        """Width, height, channels and quality of a stream this codec made, validated."""
         self.check_stream(c)
         w, h, channels = declared_size(c)
-        qm = c.require("q")
-        q = qm / 1000
+        q = c.require("q") / 1000
         if not 1 <= q <= self.config.levels:
             raise CorruptStreamError("ncodec file declares an invalid quality")
-        try:
-            return self._decode(c, self.latent_shape(h, w), q, h, w, channels)
-        except KeyError as exc:
-            raise CorruptStreamError(f"ncodec file lacks its {exc.args[0]!r} section") from None
-        except EntropyCodingError as exc:
-            raise CorruptStreamError(f"ncodec file is corrupt: {exc}") from None
+        return w, h, channels, q
 
     def latent_shape(self, h: int, w: int) -> tuple:
         """The latent's shape (1, M, H, W) for an image of h x w pixels (padded to a multiple of PAD)."""

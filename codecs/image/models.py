@@ -419,13 +419,13 @@ class WallocModel(FactorizedModel):
 
     @property
     def stride(self) -> int:
-        return self.packet().stride
+        return self.g_s[-1].packet.stride        # the inverse packets, the synthesis's last layer
 
     @property
     def tiling(self) -> tuple:
         """Coding tiles of 768x768 pixels with 128 of context on each side; audio: 2**16 samples with
         1,024 on each side."""
-        if self.packet().dims == 1:
+        if self.config.dims == 1:
             return (1, (1 << 16) // self.stride), (0, 1024 // self.stride)
         return 768 // self.stride, 128 // self.stride
 
