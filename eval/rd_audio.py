@@ -59,6 +59,8 @@ def add_arguments(p) -> None:
     p.add_argument("--signal", choices=SIGNALS, default="auto",
                    help="what ncodec is told every input is (its encode --signal; auto: speech when sampled at "
                         f"{SPEECH_MAX_RATE // 1000} kHz or less)")
+    p.add_argument("--no-postfilter", action="store_true",
+                   help="decode ncodec:mdct's speech streams without its post-filter (to measure what it adds)")
     p.add_argument("--reference", nargs="+", default=[], metavar="JSON",
                    help="per-codec JSON files an earlier sweep of this folder wrote (e.g. "
                         "assets/audio/speech/speech/opus.json), added to the tables and plots without re-running "
@@ -80,12 +82,18 @@ def find_audio(folder: Path) -> dict[str, list[Path]]:
 class _NcodecRunner:
     """ncodec through the public API, with the same encode/decode shape as the classical codecs."""
 
-    def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto"):
+    def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto",
+                 postfilter: bool = True):
         import ncodec
+        from ..audio.codec import AudioCodec
 
         self.codec = ncodec.load_codec(name, device, modality="audio", **({"weights": weights} if weights else {}))
         self.signal = signal
         self.description = getattr(self.codec, "description", name) + ("" if signal == "auto" else f"; signal {signal}")
+        if not postfilter and isinstance(self.codec, AudioCodec):
+            c = self.codec
+            self.codec = AudioCodec(c.name, c.model, c.latent, c.digest, device=str(c.device), postfilter=False)
+            self.description += "; decoded without the post-filter"
 
     def encode(self, x, rate, kbps):
         return self.codec.encode(x, rate, kbps=kbps, signal=self.signal)
@@ -94,12 +102,14 @@ class _NcodecRunner:
         return self.codec.decode(data).samples
 
 
-def load_runners(names: list[str], device: str | None, weights: str | None = None, signal: str = "auto") -> dict:
-    """Encoders by result name: ``ncodec:NAME`` (with ``weights`` and ``signal``) and the classical codecs."""
+def load_runners(names: list[str], device: str | None, weights: str | None = None, signal: str = "auto",
+                 postfilter: bool = True) -> dict:
+    """Encoders by result name: ``ncodec:NAME`` (with ``weights``, ``signal`` and ``postfilter``) and the
+    classical codecs."""
     runners = {}
     for n in names:
         if n.startswith("ncodec:"):
-            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device, weights, signal)
+            runners[n.replace(":", "-")] = _NcodecRunner(n.split(":", 1)[1], device, weights, signal, postfilter)
         elif n in CLASSICAL:
             runners[n] = CLASSICAL[n]
         else:
@@ -275,16 +285,17 @@ def read_references(paths: list[Path], files: dict[str, list[Path]], kbps: list[
 def run_audio_eval(folder: Path, codecs: list[str], out_dir: Path, kbps: list[float], anchor: str = "opus",
                    visqol_kbps: set | None = None, seconds: float = 0.0, device: str | None = None,
                    visqol_seconds: float = 0.0, weights: str | None = None,
-                   reference_jsons: list[Path] = (), signal: str = "auto") -> dict:
+                   reference_jsons: list[Path] = (), signal: str = "auto", postfilter: bool = True) -> dict:
     """Run the sweep (see module doc); ``visqol_kbps`` None means at every bitrate; ``weights``
     replaces the ncodec codec's shipped weights file; ``reference_jsons`` are earlier results
-    (:func:`read_references`) to include; ``signal`` is what ncodec is told the inputs are."""
+    (:func:`read_references`) to include; ``signal`` is what ncodec is told the inputs are; ``postfilter``
+    False decodes ``mdct`` speech without its post-filter."""
     from ..audio.io import read_audio
 
     files = find_audio(folder)
     if not files:
         raise ValueError(f"no audio files under {folder}")
-    runners = load_runners(codecs, device, weights, signal)
+    runners = load_runners(codecs, device, weights, signal, postfilter)
     references = read_references(reference_jsons, files, kbps, set(runners), seconds)
     lacking = [g for g in files if anchor not in runners and anchor not in references.get(g, {})]
     if lacking:
@@ -359,7 +370,7 @@ def run(a) -> int:
         raise UsageError("--kbps and --visqol-kbps take comma-separated numbers") from None
     try:
         run_audio_eval(folder, codecs, Path(a.out), kbps, a.anchor or default_anchor(codecs, a.reference), vk, a.seconds,
-                       a.device, a.visqol_seconds, a.weights, a.reference, a.signal)
+                       a.device, a.visqol_seconds, a.weights, a.reference, a.signal, not a.no_postfilter)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print((Path(a.out) / "bdrate.md").read_text())

@@ -253,14 +253,18 @@ def test_power_law_exponent_follows_the_signal_and_rate_and_inverts():
 def test_power_law_lowers_speech_mel_distance_at_high_rate(codec, speech):
     """At 64 kbps the power-law quantizer (exponent 0.85, chosen for 16 kHz input) codes the speech
     clip's weak coefficients (its pauses, its quiet bands) finer than the linear one (``signal="music"``):
-    about 15 % lower mel distance at the same size and SI-SDR.  A missing exponent, one out of range
-    or not an integer is a clear error, and so is an unknown signal."""
+    about 15 % lower mel distance at the same size and SI-SDR (both decoded without the speech
+    post-filter).  A missing exponent, one out of range or not an integer is a clear error, and so is
+    an unknown signal."""
+    from ncodec.audio.codec import AudioCodec
+
     x, rate = speech
     companded = Container.from_bytes(codec.encode(x, rate, kbps=64))
     linear = Container.from_bytes(codec.encode(x, rate, kbps=64, signal="music"))
     assert companded.fields["pw"] == 850 and linear.fields["pw"] == 1000
     assert abs(len(companded.to_bytes()) / len(linear.to_bytes()) - 1) < 0.05
-    out, ref = codec.decode(companded).samples, codec.decode(linear).samples
+    plain = AudioCodec("mdct", codec.model, codec.latent, codec.digest, postfilter=False)
+    out, ref = plain.decode(companded).samples, plain.decode(linear).samples
     assert mel_distance(x, out, rate) < 0.9 * mel_distance(x, ref, rate)
     assert si_sdr(x, out) > si_sdr(x, ref) - 1.0
     missing = {k: v for k, v in companded.fields.items() if k != "pw"}
@@ -294,6 +298,50 @@ def test_training_warm_starts_trains_on_mel_resumes_and_exports(tmp_path, music)
     trained = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
     y = trained.decode(trained.encode(x, rate, kbps=24)).samples
     assert si_sdr(x, y) > 10
+
+
+def test_postfilter_trains_exports_and_shapes_speech_only(tmp_path, speech, music):
+    """``ncodec train audio --postfilter`` trains a post-filter on the --init codec's decoded speech and
+    exports it with the model; the post-filter changes how speech decodes (below 8 kHz only), never
+    the stream, and music streams decode as without it."""
+    from ncodec.api import assets_dir
+    from ncodec.audio import app, train
+    from ncodec.audio.codec import AudioCodec
+    from ncodec.audio.io import write_audio
+    from ncodec.errors import UsageError
+
+    x, rate = speech
+    (tmp_path / "speech").mkdir()
+    write_audio(tmp_path / "speech" / "clip.wav", x, rate)
+    args = ["--data", str(tmp_path / "speech"), "--out", str(tmp_path / "run"), "--batch", "2", "--frames", "16",
+            "--init", str(assets_dir() / app.WEIGHT_FILES["mdct"]), "--postfilter", "4", "--lr", "1e-2"]
+    assert train.main(args + ["--steps", "3", "--export", str(tmp_path / "w.safetensors")]) == 0
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
+    with pytest.raises(UsageError, match="--init"):
+        train.main([a for a in args if a != str(assets_dir() / app.WEIGHT_FILES["mdct"]) and a != "--init"])
+
+    filtered = app.load_codec("mdct", "cpu", tmp_path / "w.safetensors")
+    assert filtered.model.postfilter is not None
+    last = filtered.model.postfilter.net[-1]
+    torch.nn.init.normal_(last.weight, std=0.5)          # a clearly non-neutral filter, whatever 3 steps learned
+    plain = AudioCodec("mdct", filtered.model, filtered.latent, filtered.digest, postfilter=False)
+    data = filtered.encode(x, rate, kbps=12)
+    assert plain.encode(x, rate, kbps=12) == data         # the encoder does not use it
+    y, y_plain = filtered.decode(data).samples, plain.decode(data).samples
+    assert np.abs(y - y_plain).max() > 1e-3
+    assert si_sdr(x, y) > 5
+    m, m_rate = music
+    music_data = filtered.encode(m[:, : m_rate], m_rate, kbps=24)
+    assert np.array_equal(filtered.decode(music_data).samples, plain.decode(music_data).samples)
+
+
+def test_training_leaves_out_every_encoding_of_a_held_out_recording(tmp_path):
+    """Held-out files are matched by recording, so a FLAC copy of a held-out Ogg file stays out too."""
+    from ncodec.audio.train import HELD_OUT, training_files
+
+    for name in ("3436-172162-0000.flac", "p232_003.wav", "encodec_test_24k.wav", "kept.wav"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in training_files(tmp_path, set(HELD_OUT))] == ["kept.wav"]
 
 
 def test_zero_bin_variance_is_a_twelfth_for_huge_scales():

@@ -78,6 +78,12 @@ def test_rd_sweep_writes_curves_tables_and_plots(tmp_path):
                            visqol_kbps=set(), signal="music")
     assert music["speech"]["ncodec-mdct"]["si-sdr"] != curves["ncodec-mdct"]["si-sdr"][:1]
     assert "signal music" in json.loads((tmp_path / "music" / "speech" / "ncodec-mdct.json").read_text())["description"]
+    # without the post-filter: the same bytes, another waveform, and the JSON says so
+    plain = run_audio_eval(tmp_path / "in", ["ncodec:mdct"], tmp_path / "plain", [16, 32], anchor="ncodec-mdct",
+                           visqol_kbps=set(), postfilter=False)
+    assert plain["speech"]["ncodec-mdct"]["kbps"] == curves["ncodec-mdct"]["kbps"]
+    assert plain["speech"]["ncodec-mdct"]["si-sdr"] != curves["ncodec-mdct"]["si-sdr"]
+    assert "without the post-filter" in json.loads((tmp_path / "plain" / "speech" / "ncodec-mdct.json").read_text())["description"]
     # with no codec to run, earlier results alone redraw the tables, each point against Opus at equal rate
     tables = run_audio_eval(tmp_path / "in", [], tmp_path / "tables", [16, 32], visqol_kbps=set(),
                             reference_jsons=[tmp_path / "out" / "speech" / "ncodec-mdct.json", opus_json])

@@ -30,7 +30,7 @@ import torch
 from ..container import Container
 from ..entropy import EntropyCodingError, from_fixed
 from ..errors import CorruptStreamError, InputError, UsageError
-from . import bandfill, frameboost, powerlaw
+from . import bandfill, frameboost, postfilter, powerlaw
 from .io import MAX_CHANNELS, MAX_RATE, MAX_SECONDS, MIN_RATE, Resampler, check_rate, coded_rate, resampled_length
 from .mdct import frame_count, imdct, mdct
 
@@ -94,6 +94,22 @@ class RateReservoir:
         self.planned += share
         limit = RESERVOIR_SHARE * max(share, 0.0)
         return max(share - min(max(overspent, -limit), limit), 1.0)
+
+
+class DecodedChunk(NamedTuple):
+    """A chunk as the decoder has it before the post-filter: the symbols, their log-scales and their
+    reconstruction (dequantized and noise-filled), all (channels, bins, 1, frames) in the companded
+    gain domain; the chunk's 0-based quality, its power-law exponent, the divisor (gains times frame
+    boosts) that takes the expanded reconstruction back to MDCT coefficients, and how many low bins
+    the post-filter shapes (0 for music)."""
+
+    y_hat: torch.Tensor
+    log_scale: torch.Tensor
+    y_rec: torch.Tensor
+    quality: float
+    exponent: int
+    divisor: torch.Tensor
+    shaped_bins: int
 
 
 class DecodedAudio(NamedTuple):
@@ -168,10 +184,11 @@ class AudioCodec:
     modality = "audio"
 
     def __init__(self, name: str, model, latent, digest: bytes, device: str = "cpu", description: str = "",
-                 chunk_frames: int | None = None, noise_fill: float | None = None):
+                 chunk_frames: int | None = None, noise_fill: float | None = None, postfilter: bool = True):
         """``chunk_frames`` (default: about :data:`CHUNK_SECONDS`) must be a multiple of :attr:`frame_step`;
         ``noise_fill`` decodes with this fixed fraction of the scale-derived zero-bin fill instead of the
-        band levels a stream codes (0 = pure MSE decoding)."""
+        band levels a stream codes (0 = pure MSE decoding); ``postfilter=False`` decodes speech without
+        the model's post-filter (:mod:`.postfilter`)."""
         self.name, self.model, self.latent, self.digest, self.description = name, model, latent, digest, description
         self.config = model.config
         self.hop, self.rate = self.config.hop, self.config.sample_rate
@@ -180,7 +197,7 @@ class AudioCodec:
             chunk_frames = max(1, round(CHUNK_SECONDS * self.rate / self.hop / self.frame_step)) * self.frame_step
         if chunk_frames < self.frame_step or chunk_frames % self.frame_step:
             raise ValueError(f"chunk_frames must be a positive multiple of {self.frame_step}")
-        self.chunk_frames, self.noise_fill = chunk_frames, noise_fill
+        self.chunk_frames, self.noise_fill, self.postfilter = chunk_frames, noise_fill, postfilter
         self.device = torch.device(device)
         self.model.to(self.device).eval()
 
@@ -383,6 +400,11 @@ class AudioCodec:
                 yield from_coded_channels(out)
 
     def _decode_chunk(self, sections: dict, frames: int, q: float, seed: int, layout: dict) -> np.ndarray:
+        with torch.no_grad():
+            return imdct(self.coefficients(self.decoded_chunk(sections, frames, q, seed, layout)), self.hop).cpu().numpy()
+
+    def decoded_chunk(self, sections: dict, frames: int, q: float, seed: int, layout: dict) -> DecodedChunk:
+        """What the decoder reconstructs of one chunk before the post-filter (see :class:`DecodedChunk`)."""
         shape = (layout["ch"], self.hop, 1, frames)
         y_sym, log_scale, fraction, boosts = self.latent.decompress(sections, shape, layout["bf"], layout["top_bin"])
         fill = fraction.to(self.device) if self.noise_fill is None else self.noise_fill
@@ -391,8 +413,18 @@ class AudioCodec:
             log_scale = from_fixed(log_scale).to(self.device)
             gain = self.model.gains(torch.tensor([q], device=self.device))
             y_rec = self.model.reconstruct(y_hat, log_scale, fill, torch.Generator().manual_seed(seed))
-            y_rec = powerlaw.expand(y_rec, layout["pw"]) / gain / frameboost.factors(boosts, self.device)
-            return imdct(y_rec, self.hop).cpu().numpy()
+            divisor = gain * frameboost.factors(boosts, self.device)
+        shaped = postfilter.shaped_bins(self.hop, self.rate, layout["top_bin"]) if layout["pw"] != powerlaw.LINEAR else 0
+        return DecodedChunk(y_hat, log_scale, y_rec, q, layout["pw"], divisor, shaped)
+
+    def coefficients(self, chunk: DecodedChunk) -> torch.Tensor:
+        """A decoded chunk's MDCT coefficients: its reconstruction through the model's post-filter (if it
+        has one and :attr:`postfilter` is on), expanded (:mod:`.powerlaw`) and divided by its gains."""
+        y = chunk.y_rec
+        if self.postfilter and self.model.postfilter is not None:
+            y = postfilter.apply(self.model.postfilter, chunk.y_hat, chunk.log_scale, y, chunk.quality,
+                                 self.config.levels, chunk.shaped_bins)
+        return powerlaw.expand(y, chunk.exponent) / chunk.divisor
 
     def decode(self, data: bytes | Container) -> DecodedAudio:
         """Container bytes -> :class:`DecodedAudio` (float32 ``(channels, n)`` at the original rate)."""

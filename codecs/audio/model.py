@@ -22,6 +22,7 @@ from torch import nn
 
 from ..latent import interpolate_levels
 from .latent import FrameContextPrior, from_grid, log2_magnitude, to_grid, zero_bin_variance
+from .postfilter import PostFilter
 
 
 @dataclass
@@ -39,6 +40,7 @@ class AudioModelConfig:
     scale_max: float = 1024.0
     noise_fill: float = 0.25     # energy fraction restored in coefficients coded as zero (0 = pure MSE decoding)
     fill_width: int = 0          # width of the learned noise-fill shaper (0 = the fixed fraction everywhere)
+    postfilter: int = 0          # width of the decoder's speech post-filter (0 = none; :mod:`.postfilter`)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -97,6 +99,7 @@ class AudioModel(FrameContextPrior):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, c.hop))
         self.dequantizer = dequantizer_net()
         self.fill = fill_net(c.fill_width) if c.fill_width else None
+        self.postfilter = PostFilter(c.postfilter) if c.postfilter else None
 
     def gains(self, quality: torch.Tensor) -> torch.Tensor:
         """Per-item gains (B, bins, 1, 1) for qualities in [0, levels - 1] (geometric interpolation)."""

@@ -10,7 +10,8 @@ of the crop and of its reconstruction, both resampled to the crop's source rate 
 decoder restores it).  The reconstruction is the decoder's (:meth:`AudioModel.reconstruct`,
 noise fill included), so the learned noise-fill shaper (``--fill-width``) trains on it.
 ``--init`` warm-starts from a safetensors weights file (its config, with ``--noise-fill`` /
-``--fill-width`` applied).  Files named in ``--exclude`` (the evaluation set) are never read.
+``--fill-width`` applied; without its post-filter, which fits only the codec it was trained on).
+``--postfilter WIDTH`` trains that post-filter instead (:mod:`.postfilter_train`).  Files named in ``--exclude`` (the evaluation set) are never read.
 The loop is :class:`ncodec.training.TrainingLoop`: checkpoints every few minutes, at the end and on
 Ctrl-C or SIGTERM; rerunning with the same ``--out`` resumes.  ``--export`` writes the safetensors
 weights at the end.
@@ -35,8 +36,10 @@ from .mel import log_mel_l1
 from .model import AudioModel, AudioModelConfig
 
 # Held out for evaluation (assets/audio/ figures); never trained on.
+# Matched by recording (the name up to its first dot), so other encodings of the same recording
+# (``3436-172162-0000.flac``) stay out too; ``encodec_test_24k`` is the 48 kHz file at 24 kHz.
 HELD_OUT = ("p232_003.wav", "3436-172162-0000.hq.ogg", "encodec_test_48k.wav",
-            "admiralbob77_-_Choice_-_Drum-bass.hq.ogg")
+            "admiralbob77_-_Choice_-_Drum-bass.hq.ogg", "encodec_test_24k.wav")
 CATEGORY_WEIGHTS = {"speech": 0.4, "music": 0.5, "other": 0.1}
 DEFAULT_HOP = 480              # a new model's MDCT hop (the shipped model's)
 CROP_SAMPLES = 46080           # default crop: 0.96 s at 48 kHz
@@ -62,10 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MDCT hop of a new model in samples at 48 kHz (default 480: 10 ms frames, 20 ms windows, "
                         "as shipped)")
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--mel-weight", type=float, default=0.0,
+    p.add_argument("--mel-weight", type=float, default=None,
                    help="weight of the multi-resolution log-mel L1 in the loss (default 0: MSE and rate only, the "
-                        "shipped recipe; 2-4 was tried and not shipped, see the README)")
+                        "shipped recipe; 2-4 was tried and not shipped, see docs/experiments.md; 4 for --postfilter)")
     p.add_argument("--init", default=None, help="warm start from a safetensors weights file (e.g. the shipped one)")
+    p.add_argument("--postfilter", type=int, default=0, metavar="WIDTH",
+                   help="train only a speech post-filter of this width (e.g. 8) on the decoded speech of --init's "
+                        "codec; --data is then a folder of speech")
     p.add_argument("--noise-fill", type=float, default=None,
                    help="zero-bin noise-fill energy fraction (default: --init's, else 0.25)")
     p.add_argument("--fill-width", type=int, default=None,
@@ -73,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
     p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
     p.add_argument("--export", default=None, help="write safetensors weights here at the end")
-    p.add_argument("--exclude", nargs="*", default=list(HELD_OUT), help="file names never to train on")
+    p.add_argument("--exclude", nargs="*", default=list(HELD_OUT), help="file names never to train on (any encoding of the same recording stays out too)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast for the convolutions (2.4x faster on CPUs with AVX512-BF16, 2.7x slower "
@@ -82,9 +88,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def recording(name: str) -> str:
+    """The recording a file name stands for: the name up to its first dot."""
+    return name.split(".")[0]
+
+
 def training_files(folder: Path, exclude: set[str]) -> list[Path]:
-    """The audio files under ``folder`` not named in ``exclude``; InputError if there are none."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in READ_SUFFIXES and p.name not in exclude)
+    """The audio files under ``folder`` whose recording is not one of ``exclude``'s (any encoding of
+    a held-out recording stays out); InputError if there are none."""
+    held_out = {recording(name) for name in exclude}
+    files = sorted(p for p in Path(folder).rglob("*")
+                   if p.suffix.lower() in READ_SUFFIXES and recording(p.name) not in held_out)
     if not files:
         raise InputError(f"no training audio ({', '.join(sorted(READ_SUFFIXES))}) under {folder}")
     return files
@@ -172,6 +186,10 @@ def run(args) -> int:
     """Train (or resume) the audio model; exports weights if ``--export`` is given."""
     if args.codec == "walloc":
         return train_walloc(args)
+    if args.postfilter:
+        from .postfilter_train import train_postfilter
+
+        return train_postfilter(args, training_files(Path(args.data), set(args.exclude)))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or "cpu")
     if args.frames is not None and (args.frames < 4 or args.frames % 4):
@@ -194,6 +212,7 @@ def run(args) -> int:
         hop = args.hop or (None if args.init else DEFAULT_HOP)      # a warm start keeps its weights' hop
         overrides = {k: v for k, v in (("noise_fill", args.noise_fill), ("fill_width", args.fill_width), ("hop", hop))
                      if v is not None}
+        overrides["postfilter"] = 0        # a post-filter fits the codec it was trained on: retrain it after
         model = training_model(Path(args.init) if args.init else None, **overrides)
         config = model.config
     model = model.to(device)
@@ -231,7 +250,7 @@ def run(args) -> int:
             quality = torch.rand(args.batch, device=device) * (config.levels - 1)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
                 out = model(coefs, quality)
-            loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight)
+            loss, bits, snr, mel = rd_loss(model, out, coefs, quality, rates, args.mel_weight or 0.0)
             aux = optimizer.step(loss, model.aux_loss)
             loop.end_step(lambda: {"loss": round(loss.item(), 4),
                                    "kbps": round(bits.item() * config.sample_rate / 1000, 2),

@@ -32,14 +32,18 @@ class LoadedWeights:
 
 def _rebuild(f, path: Path, warm_start: bool, **overrides) -> AudioModel:
     """The model a weights file describes (its config updated by ``overrides``), with its tensors;
-    for a ``warm_start``, a learned noise-fill shaper the file lacks starts neutral."""
+    for a ``warm_start``, a learned noise-fill shaper or post-filter the file lacks (or a post-filter
+    of another width) starts neutral."""
     try:
         model = AudioModel(AudioModelConfig.from_dict({**f.config, **overrides}))
-        missing, unexpected = model.load_state_dict(f.state(), strict=False)
+        state = f.state()
+        if warm_start and model.config.postfilter != f.config.get("postfilter", 0):
+            state = {k: v for k, v in state.items() if not k.startswith("postfilter.")}   # a new one starts neutral
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelMismatchError(f"{path} does not fit the audio model ({str(exc).splitlines()[-1].strip()})") from None
     missing = [k for k in missing
-               if not any(b in k for b in RANS_BUFFERS) and not (warm_start and k.startswith("fill."))]
+               if not any(b in k for b in RANS_BUFFERS) and not (warm_start and k.startswith(("fill.", "postfilter.")))]
     if missing or unexpected:
         raise ModelMismatchError(f"{path} does not fit the audio model (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")
