@@ -9,8 +9,8 @@ from ..container import Container
 from ..errors import ModelMismatchError, UsageError
 from ..fileio import atomic_output, check_output, write_bytes
 
-CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer; "
-                  "8-48 kHz (up to 384 kHz coded at 48), 1-8 channels, --kbps or --quality 1-12",
+CODECS = {"mdct": "MDCT + learned gains, scale hyperprior with frame context, learned dequantizer, speech "
+                  "post-filter; 8-48 kHz (up to 384 kHz coded at 48), 1-8 channels, --kbps or --quality 1-12",
           "walloc": "WaLLoC: wavelet packets, a linear encoder, factorized prior; coded at 16 kHz (speech), "
                     "integer --quality 1-6 or the highest that fits --kbps; latents usable without decoding "
                     "(ncodec.walloc)"}
