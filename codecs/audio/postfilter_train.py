@@ -21,7 +21,6 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from ..container import Container
 from ..errors import UsageError
 from ..training import TrainingLoop, export, run_folder
 from . import powerlaw
@@ -55,12 +54,12 @@ class DecodedSpeech:
 
     def _pair(self, x: np.ndarray, quality: float) -> tuple:
         codec, hop = self.codec, self.codec.hop
-        c = Container.from_bytes(codec.encode(x, SPEECH_RATE, quality=quality + 1, signal="speech"))
+        _, _, blocks = encoder_input(x, SPEECH_RATE, codec.rate)
+        s = np.concatenate([b for b in blocks if b is not None], axis=1)          # at the model rate
+        c = codec.encode_blocks([s], SPEECH_RATE, 1, lambda: x.shape[1], quality=quality + 1, signal="speech")
         layout = codec.stream_layout(c)
         (frames, q, _, _), = layout["chunks"]
         chunk = codec.decoded_chunk({"z": c.section("z"), "y": c.section("y")}, frames, q / 1000, 0, layout)
-        _, _, blocks = encoder_input(x, SPEECH_RATE, codec.rate)
-        s = np.concatenate([b for b in blocks if b is not None], axis=1)
         padded = np.pad(s, ((0, 0), (hop, (frames + 1) * hop - hop - s.shape[1])))
         with torch.no_grad():
             coefs = mdct(torch.from_numpy(padded), hop)
@@ -114,11 +113,9 @@ def train_postfilter(args, files: list[Path]) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    loaded = load_weights(Path(args.init))
-    codec = AudioCodec("mdct", loaded.model, AudioLatentCodec(loaded.model, loaded.z_prior), loaded.digest,
-                       postfilter=False)
+    loaded = load_weights(Path(args.init))            # its z prior's tables, digest and metadata
     model = training_model(Path(args.init), postfilter=args.postfilter)
-    codec.model = model.eval()
+    codec = AudioCodec("mdct", model, AudioLatentCodec(model, loaded.z_prior), loaded.digest, postfilter=False)
     ckpt, log = run_folder(Path(args.out))
     optimizer = torch.optim.Adam(model.postfilter.parameters(), lr=args.lr)
     state, step, elapsed = ckpt.load("cpu"), 0, 0.0
