@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoints import CheckpointFile, sigterm_as_interrupt
+from .errors import UsageError
 
 CHECKPOINT_SECONDS = 300.0   # a run folder's checkpoint period
 LOG_EVERY = 200              # steps between log.jsonl lines (the first step of every invocation is logged too)
@@ -45,6 +46,21 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every parameter group's learning rate: ``lr`` times the group's ``scale`` (1 when absent)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("scale", 1.0)
+
+
+def bf16_pays(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds up work on ``device``: on CUDA and on CPUs with bf16 kernels
+    (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower than float32."""
+    return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def named_preset(preset, presets: dict):
+    """``preset`` itself, or the preset of ``presets`` it names; UsageError for an unknown name."""
+    if not isinstance(preset, str):
+        return preset
+    if preset not in presets:
+        raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
+    return presets[preset]
 
 
 def run_folder(out: Path, every: float = CHECKPOINT_SECONDS) -> tuple[CheckpointFile, Path]:

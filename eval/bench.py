@@ -410,7 +410,7 @@ def _bench_inr(name: str, device: str, video, size: str, epochs: int, repeats: i
     t, h, w = video.shape
     codec = ncodec.load_codec(name, device)
     t0 = time.perf_counter()
-    data = codec.encode(video, size=size, epochs=epochs, progress=False)
+    data = codec.encode(video, size=size, epochs=epochs, qat_epochs=0, progress=False)
     encode_s = time.perf_counter() - t0
     params = Container.from_bytes(data).fields["params"]
     out, stages = _decode_video_stages(codec, data)
@@ -441,7 +441,7 @@ def bench_video(clip: Path, codecs=VIDEO_CODECS, size: str = "0.1M", epochs: int
     """Per NeRV/HNeRV and device: fit seconds per epoch (and per frame), decode fps; per classical codec (CPU):
     encode and decode speed; every speed also as x real time, and decode fps against ``anchor``'s.
     ``max_frames`` 0 or None: the whole clip."""
-    from ncodec.video.codec import DEFAULTS
+    from ncodec.video.codec import DEFAULT_PRESET, PRESETS
     from ncodec.video.io import read_video
 
     from .rd_video import CLASSICAL, NCODEC_CODECS
@@ -454,11 +454,13 @@ def bench_video(clip: Path, codecs=VIDEO_CODECS, size: str = "0.1M", epochs: int
     seconds = t / float(video.fps)
     jobs = [(c, d) for c in codecs if c in NCODEC_CODECS for d in devices(device)]
     jobs += [(c, "cpu") for c in codecs if c in CLASSICAL]
+    preset = PRESETS[DEFAULT_PRESET]
+    full_epochs = preset.epochs + preset.qat_epochs     # what a default encode fits
     rows = []
     for name, dev in tqdm(jobs, desc="bench video", unit="codec", disable=not progress, dynamic_ncols=True):
         if name in NCODEC_CODECS:
             row = _bench_inr(name, dev, video, size, epochs, repeats)
-            full = row["s_per_epoch"] * DEFAULTS["epochs"]      # a real encode fits DEFAULTS["epochs"] epochs
+            full = row["s_per_epoch"] * full_epochs
         else:
             row = _bench_classical_video(name, video, repeats)
             full = row["encode_s"]
@@ -466,7 +468,7 @@ def bench_video(clip: Path, codecs=VIDEO_CODECS, size: str = "0.1M", epochs: int
                      "decode_realtime": row["decode_fps"] * seconds / t})
     _add_ratios(rows, anchor, ("decode_fps",))
     return {"machine": machine(), "modality": "video", "clip": Path(clip).name, "frames": t, "width": w, "height": h,
-            "fps": float(video.fps), "size": size, "epochs": epochs, "full_epochs": DEFAULTS["epochs"],
+            "fps": float(video.fps), "size": size, "epochs": epochs, "full_epochs": full_epochs,
             "repeats": repeats, "anchor": anchor, "codecs": rows}
 
 

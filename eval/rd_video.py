@@ -18,6 +18,7 @@ import numpy as np
 from skimage.color import rgb2ycbcr
 from tqdm import tqdm
 
+from ..errors import UsageError
 from ..fileio import write_text
 from . import bdrate
 from .metrics import ms_ssim, psnr
@@ -86,11 +87,9 @@ def ncodec_point(codec, video, options: dict) -> dict:
     t1 = time.perf_counter()
     out = codec.decode(data)
     t2 = time.perf_counter()
-    point = {"size": options["size"], "bits": options.get("bits", 8), "bytes": len(data),
-             "bpp": 8 * len(data) / (t * h * w),
-             **clip_metrics(video.frames, out.frames), "encoding_time": t1 - t0, "decoding_time": t2 - t1,
-             "decoding_fps": t / (t2 - t1)}
-    return point
+    setting = {k: options[k] for k in ("quality", "size", "bits") if k in options}
+    return {**setting, "bytes": len(data), "bpp": 8 * len(data) / (t * h * w), **clip_metrics(video.frames, out.frames),
+            "encoding_time": t1 - t0, "decoding_time": t2 - t1, "decoding_fps": t / (t2 - t1)}
 
 
 def _write_curve(out_dir: Path, name: str, description: str, points: list[dict]) -> dict:
@@ -101,17 +100,21 @@ def _write_curve(out_dir: Path, name: str, description: str, points: list[dict])
     return results
 
 
-def _curve_name(codec: str, bits: int, qat_epochs: int) -> str:
-    """Name of a NeRV/HNeRV curve (and of its JSON file): codec, bit depth, fine-tuning."""
-    return f"{codec}-{bits}bit" + (f"-qat{qat_epochs}" if qat_epochs else "")
+def _curve_name(codec: str, preset: str, bits: int | None, epochs: int | None, qat_epochs: int | None) -> str:
+    """Name of a NeRV/HNeRV curve (and of its JSON file): codec, preset, and the settings given beside it."""
+    return (f"{codec}-{preset}" + (f"-{bits}bit" if bits else "") + (f"-e{epochs}" if epochs else "")
+            + (f"-qat{qat_epochs}" if qat_epochs is not None else ""))
 
 
-def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str], bits: list[int], epochs: int,
-                   qat_epochs: int = 0, max_frames: int | None = None,
+def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list[float] = (2, 3, 4, 5),
+                   preset: str = "medium", sizes: list[str] | None = None, bits: list[int] | None = None,
+                   epochs: int | None = None, qat_epochs: int | None = None, max_frames: int | None = None,
                    crop: tuple[int, int] | None = None, resize: tuple[int, int] | None = None,
                    checkpoint_dir: Path | None = None, device: str | None = None, anchor: str | None = "libx264",
                    progress: bool = True) -> dict:
-    """Sweep the codecs over one clip and write JSON curves, BD tables and a plot into ``out_dir``."""
+    """Sweep the codecs over one clip and write JSON curves, BD tables and a plot into ``out_dir``.
+    NeRV/HNeRV points: one per quality at ``preset`` (or per model size in ``sizes``), per bit depth
+    in ``bits`` (default: the codec's); ``epochs`` and ``qat_epochs`` override the preset's."""
     import ncodec
     from ncodec.video.io import read_video
     from ncodec.video.io import resize as resize_video
@@ -119,11 +122,13 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     unknown = [c for c in codecs if c not in NCODEC_CODECS and c not in CLASSICAL]
     if unknown:
         raise ValueError(f"unknown video codec {unknown[0]!r}: use {', '.join(NCODEC_CODECS + tuple(CLASSICAL))}")
-    jobs = [(c, s, b, qat_epochs) for c in codecs if c in NCODEC_CODECS for s in sizes for b in bits]
-    made = [c for c in codecs if c in CLASSICAL] + list(dict.fromkeys(_curve_name(c, b, q) for c, _, b, q in jobs))
+    key = "size" if sizes else "quality"
+    jobs = [(c, v, b) for c in codecs if c in NCODEC_CODECS for v in (sizes or qualities) for b in (bits or [None])]
+    made = [c for c in codecs if c in CLASSICAL] + list(dict.fromkeys(
+        _curve_name(c, preset, b, epochs, qat_epochs) for c, _, b in jobs))
     if anchor is not None and anchor not in made:     # refuse before hours of fitting, not after
         raise ValueError(f"anchor {anchor!r} is not among this sweep's curves: {', '.join(made)}")
-    jobs += [(c, crf, None, 0) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
+    jobs += [(c, crf, None) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     video = read_video(clip, max_frames=max_frames, crop=crop)
@@ -133,24 +138,26 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
     out_dir.mkdir(parents=True, exist_ok=True)
     curves, points = {}, {}
     bar = tqdm(jobs, unit="point", disable=not progress)
-    for name, setting, b, qat in bar:
-        bar.set_description(f"{name} {setting}" + (f" {b}-bit" if b else "") + (f" qat {qat}" if qat else ""))
+    for name, setting, b in bar:
         if name in CLASSICAL:
+            bar.set_description(f"{name} CRF {setting}")
             points.setdefault(name, []).append(classical_point(video.frames, video.fps, name, setting))
             continue
-        options = {"size": setting, "epochs": epochs, "bits": b, "embed_bits": b, "qat_epochs": qat,
-                   "progress": False}
+        curve = _curve_name(name, preset, b, epochs, qat_epochs)
+        bar.set_description(f"{curve} {key} {setting}")
+        given = {"bits": b, "embed_bits": b, "epochs": epochs, "qat_epochs": qat_epochs}
+        options = {key: setting, "preset": preset, "progress": False,
+                   **{k: v for k, v in given.items() if v is not None}}
         if checkpoint_dir is not None:
-            options["checkpoint"] = str(Path(checkpoint_dir) / f"{Path(clip).stem}-{name}-{setting}-e{epochs}.pt")
-        point = ncodec_point(ncodec.load_codec(name, device), video, options)
-        points.setdefault(_curve_name(name, b, qat), []).append(point)
+            options["checkpoint"] = str(Path(checkpoint_dir) / f"{Path(clip).stem}-{curve}-{key}{setting}.pt")
+        points.setdefault(curve, []).append(ncodec_point(ncodec.load_codec(name, device), video, options))
     t, h, w = video.shape
     where = f"{Path(clip).name}, {t} frames {w}x{h}"
     for name, pts in points.items():
         if name in CLASSICAL:
             desc = f"{CLASSICAL[name][2]} (PyAV); {where}"
         else:
-            desc = f"ncodec {name}: {epochs} epochs, sizes {', '.join(sizes)}; {where}"
+            desc = f"ncodec {name}: {key} {', '.join(str(v) for v in sizes or qualities)}; {where}"
         curves[name] = _write_curve(out_dir, name, desc, pts)
     summary = {"frames": t, "width": w, "height": h, "curves": curves, "bdrate": []}
     if anchor is not None:
@@ -163,49 +170,62 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, sizes: list[str
 def add_arguments(p) -> None:
     """Options of ``ncodec eval video``."""
     p.add_argument("clip", help="a video file, raw .yuv is not supported here, or a folder of frames")
-    p.add_argument("--codecs", default="hnerv,nerv,libx264,libx265,libsvtav1", help="comma-separated")
-    p.add_argument("--sizes", default="0.1M,0.2M,0.4M", help="comma-separated model sizes for hnerv/nerv")
-    p.add_argument("--bits", default="8", help="comma-separated weight/embedding bit depths")
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--qat-epochs", type=int, default=0)
+    p.add_argument("--codecs", default="hnerv,libx264,libx265,libsvtav1", help="comma-separated")
+    p.add_argument("--qualities", default="2,3,4,5", help="comma-separated qualities (1-6) for hnerv/nerv")
+    p.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium", help="hnerv/nerv fitting time")
+    p.add_argument("--sizes", default=None, help="comma-separated model sizes (e.g. 0.1M,0.2M) instead of --qualities")
+    p.add_argument("--bits", default=None, help="comma-separated weight/embedding bit depths (default: the codec's)")
+    p.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the preset's)")
+    p.add_argument("--qat-epochs", type=int, default=None, help="quantisation-aware epochs (default: the preset's)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--crop", default=None, help="centre crop WxH before coding (e.g. 1280x640)")
     p.add_argument("--resize", default=None, help="resample to WxH before coding (after any crop)")
-    p.add_argument("--checkpoint-dir", default=None, help="resumable fits: one checkpoint per codec and size here")
+    p.add_argument("--checkpoint-dir", default=None, help="resumable fits: one checkpoint per codec and setting here")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--anchor", default=None,
                    help="BD-rate reference curve (default: libx264 if swept, else the first classical codec, else "
-                        "the first codec's curve at the first --bits)")
+                        "the first codec's curve)")
     p.add_argument("--out", default="results/video")
 
 
-def default_anchor(codecs: list[str], bits: int, qat_epochs: int) -> str:
+def _numbers(text: str | None, kind, flag: str) -> list | None:
+    """A comma-separated option as a list of ``kind`` (None when the option was not given)."""
+    if text is None:
+        return None
+    try:
+        values = [kind(v) for v in text.split(",") if v]
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated numbers, not {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} must name at least one value")
+    return values
+
+
+def default_anchor(codecs: list[str], preset: str = "medium", bits: int | None = None, epochs: int | None = None,
+                   qat_epochs: int | None = None) -> str:
     """The BD-rate anchor among ``codecs``: libx264, else the first classical codec, else the first
-    codec's curve at ``bits``."""
-    names = [c if c in CLASSICAL else _curve_name(c, bits, qat_epochs) for c in codecs]
+    codec's curve (with the given settings)."""
+    names = [c if c in CLASSICAL else _curve_name(c, preset, bits, epochs, qat_epochs) for c in codecs]
     return bdrate.default_anchor(names, CLASSICAL, "libx264")
 
 
 def run(a) -> int:
     """``ncodec eval video``: sweep, write JSON, tables and plot, print the tables."""
-    from ncodec.errors import UsageError, check_input
+    from ncodec.errors import check_input
     from ncodec.video.io import parse_wxh
 
     clip = check_input(a.clip, folder=Path(a.clip).is_dir())
     codecs = [c for c in a.codecs.split(",") if c]
+    if not codecs:
+        raise UsageError("--codecs must name at least one codec")
     crop = parse_wxh(a.crop, "--crop") if a.crop else None
     size = parse_wxh(a.resize, "--resize") if a.resize else None
+    qualities, bits = _numbers(a.qualities, float, "--qualities"), _numbers(a.bits, int, "--bits")
+    sizes = [s for s in a.sizes.split(",") if s] if a.sizes else None
     try:
-        bits = [int(b) for b in a.bits.split(",") if b]
-    except ValueError:
-        raise UsageError(f"--bits must be comma-separated integers, not {a.bits!r}") from None
-    if not codecs or not bits:
-        raise UsageError("--codecs and --bits must each name at least one value")
-    try:
-        run_video_eval(clip, codecs, Path(a.out), [s for s in a.sizes.split(",") if s], bits, a.epochs,
-                       a.qat_epochs, a.max_frames, crop, size,
-                       Path(a.checkpoint_dir) if a.checkpoint_dir else None, a.device,
-                       a.anchor or default_anchor(codecs, bits[0], a.qat_epochs))
+        run_video_eval(clip, codecs, Path(a.out), qualities, a.preset, sizes, bits, a.epochs, a.qat_epochs,
+                       a.max_frames, crop, size, Path(a.checkpoint_dir) if a.checkpoint_dir else None, a.device,
+                       a.anchor or default_anchor(codecs, a.preset, bits and bits[0], a.epochs, a.qat_epochs))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if (Path(a.out) / "bdrate.md").exists():

@@ -264,9 +264,10 @@ def test_eval_anchor_defaults_to_a_swept_codec(tmp_path):
     assert rd_image.default_anchor(["ncodec:hyperprior", "jpeg", "webp"]) == "jpeg"
     assert rd_image.default_anchor(["jpeg", "avif"]) == "avif"
     assert rd_image.default_anchor(["ncodec:*"]) == "ncodec:" + ncodec.list_codecs(modality="image")[0]
-    assert rd_video.default_anchor(["hnerv", "libx265", "libx264"], 8, 0) == "libx264"
-    assert rd_video.default_anchor(["nerv", "libx265"], 8, 0) == "libx265"
-    assert rd_video.default_anchor(["hnerv", "nerv"], 6, 10) == "hnerv-6bit-qat10"
+    assert rd_video.default_anchor(["hnerv", "libx265", "libx264"]) == "libx264"
+    assert rd_video.default_anchor(["nerv", "libx265"]) == "libx265"
+    assert rd_video.default_anchor(["hnerv", "nerv"]) == "hnerv-medium"
+    assert rd_video.default_anchor(["hnerv", "nerv"], "fast", 6, None, 10) == "hnerv-fast-6bit-qat10"
     assert rd_audio.default_anchor(["ncodec:mdct", "aac", "mp3"]) == "aac"
     assert rd_audio.default_anchor(["ncodec:mdct"]) == "ncodec-mdct"
     opus = tmp_path / "opus.json"

@@ -214,9 +214,9 @@ def test_refinement_lowers_the_real_rd_loss(name, bf16, monkeypatch):
     except bf16 on a CPU that can only emulate it."""
     from ncodec.image import refine
 
-    if bf16 and not refine.search_in_bf16(torch.device("cpu")):
+    if bf16 and not refine.bf16_pays(torch.device("cpu")):
         pytest.skip("the bf16 refinement path needs a CPU with AVX512-BF16 or AMX (the float32 path runs here)")
-    monkeypatch.setattr(refine, "search_in_bf16", lambda device: bf16)
+    monkeypatch.setattr(refine, "bf16_pays", lambda device: bf16)
     codec = ncodec.load_codec(name, "cpu")
     img = natural_image(90, 120)                    # not a multiple of 64: the padding is masked out
     lam = codec.config.lambdas[2]

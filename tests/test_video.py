@@ -15,7 +15,8 @@ from ncodec.errors import CorruptStreamError, InputError, UsageError
 from ncodec.eval.metrics import psnr
 from ncodec.video import app
 from ncodec.video.bitstream import decode_tensors, encode_tensors, quantize_tensor
-from ncodec.video.codec import VideoCodec, read_tensors
+from ncodec.video import fit
+from ncodec.video.codec import DEFAULTS, PRESETS, VideoCodec, read_tensors
 from ncodec.video.io import Video, read_video, write_video
 from ncodec.video.models import choose_strides, solve_config
 
@@ -84,7 +85,7 @@ def test_tensors_in_stream_match_settings(coded):
     codec, encoded = coded
     c = Container.from_bytes(encoded.data)
     tensors = read_tensors(c)
-    assert all(q.bits == 8 for q in tensors.values())
+    assert all(q.bits == DEFAULTS["bits"] for q in tensors.values())
     assert ("embeddings" in tensors) == (codec.name == "hnerv")
     assert sum(q.symbols.size for q in tensors.values()) == c.fields["params"] == encoded.params
 
@@ -112,6 +113,28 @@ def test_damaged_streams_raise(coded):
         codec.decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
     except CorruptStreamError:
         pass
+
+
+def test_quality_sets_the_model_size_and_the_preset_the_fit(clip):
+    """Higher quality: a larger network and a larger stream.  The preset's epochs are what the
+    stream records unless given; a quality below the smallest network gets the smallest."""
+    codec = VideoCodec("hnerv", "cpu")
+    big = Video(synthetic_clip(8, 96, 128), 25)
+    low, high = (codec.encode_and_reconstruct(big, quality=q, epochs=2, qat_epochs=0, progress=False) for q in (1, 6))
+    assert low.params == solve_config("hnerv", 1000, 8, 96, 128, smallest_if_below=True).stored_params()
+    assert high.params > 4 * low.params and len(high.data) > 2 * len(low.data)
+    fast = Container.from_bytes(codec.encode(clip, quality=1, preset="fast", progress=False))
+    assert (fast.fields["epochs"], fast.fields["qat_epochs"]) == (PRESETS["fast"].epochs, PRESETS["fast"].qat_epochs)
+
+
+def test_fit_in_float32_where_bf16_does_not_pay(clip, monkeypatch):
+    """Fitting runs under bf16 autocast only on CPUs with bf16 kernels; the float32 path (the
+    others') fits as well and decodes exactly."""
+    monkeypatch.setattr(fit, "bf16_pays", lambda device: False)
+    codec = VideoCodec("hnerv", "cpu")
+    encoded = codec.encode_and_reconstruct(clip, **FAST)
+    assert np.array_equal(codec.decode(encoded.data).frames, encoded.reconstruction)
+    assert psnr(clip.frames, encoded.reconstruction) > 21.0
 
 
 def test_pruning_and_qat_options(clip):
@@ -197,10 +220,11 @@ def test_bad_inputs_raise_input_error(tmp_path):
     dst = tmp_path / "never.ncz"
     with pytest.raises(InputError):
         app.encode_file(tmp_path / "fake.mp4", dst, "hnerv", "cpu", False, {})
-    with pytest.raises(UsageError):
-        app.encode_file(tmp_path / "fake.mp4", dst, "hnerv", "cpu", False, {"quality": 3})
-    with pytest.raises(UsageError):
-        VideoCodec("hnerv", "cpu").encode(Video(synthetic_clip(2), 25), size="banana")
+    tiny = Video(synthetic_clip(2), 25)
+    for bad in ({"size": "banana"}, {"size": "500M"}, {"quality": 9}, {"quality": "high"}, {"quality": 3, "size": "12k"},
+                {"preset": "instant"}):
+        with pytest.raises(UsageError):
+            VideoCodec("hnerv", "cpu").encode(tiny, **bad)
     assert not dst.exists()
 
 

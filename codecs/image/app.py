@@ -39,9 +39,11 @@ def encode_options() -> list[tuple[str, dict]]:
                                                "(e.g. 100; slower encoding, smaller files, same decoder)"}),
             _PRECISION,
             ("--preset", {"choices": ["fast", "medium", "slow"],
-                          "help": "image, codecs fitted to each image: fitting time. overfit: fast (default, about 10 "
+                          "help": "codecs fitted to each image or clip: fitting time. overfit: fast (default, about 10 "
                                   "minutes for a 768x512 photo on 2 CPU cores), medium (about 3x longer), slow (for "
-                                  "GPUs); lossless: fast (default, about 20 s), medium (1 minute), slow (4 minutes), each smaller"}),
+                                  "GPUs); lossless: fast (default, about 20 s), medium (1 minute), slow (4 minutes), "
+                                  "each smaller; video: fast (default, minutes for a QCIF clip on 2 CPU cores), "
+                                  "medium (about 3x longer), slow (for GPUs)"}),
             ("--checkpoint", {"help": "overfit image codec and video: checkpoint file to save the fit to and "
                                       "resume it from"}),
             ("--seed", {"type": int, "help": "random seed of fitting (overfit and lossless image codecs, video; "

@@ -26,6 +26,7 @@ import torch
 
 from ..entropy.tiling import run_tiled
 from ..latent import hard_quantizer
+from ..training import bf16_pays
 
 TAU_START, TAU_END = 0.5, 0.2   # SGA temperature, annealed geometrically over the steps
 LEARNING_RATE = 0.03             # Adam, cosine-decayed to zero over the steps
@@ -87,16 +88,10 @@ def refine_tile(model, xm: torch.Tensor, quality: float, steps: int, bf16: bool 
     return y.detach() if refined < best else y0
 
 
-def search_in_bf16(device: torch.device) -> bool:
-    """Whether the search runs under bf16 autocast: on CUDA and on CPUs with bf16 kernels
-    (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower than float32."""
-    return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def refine_latent(model, x: torch.Tensor, mask: torch.Tensor, quality: float, steps: int,
                   tile: int, margin: int, stride: int) -> torch.Tensor:
     """Refined gain-scaled latent of a padded image ``x`` (1, 3, H, W), tile by tile."""
-    bf16 = search_in_bf16(x.device)
+    bf16 = bf16_pays(x.device)
     was_training = model.training
     model.eval()
     try:

@@ -1,8 +1,9 @@
 """How the file API and the CLI reach the video codecs (NeRV, HNeRV).
 
-``ncodec encode clip.mp4 clip.ncz --codec hnerv --size 0.75M --epochs 300`` fits and codes a clip;
-``--size`` is always the *model* size (parameters: 0.75M, 300k); the frame size of raw I420
-input is ``--frame-size WxH`` (with ``--fps``).  ``ncodec decode clip.ncz out.mp4`` writes
+``ncodec encode clip.mp4 clip.ncz --quality 3 --preset medium`` fits and codes a clip: the quality
+sets the model size (relative to the clip's pixels), the preset the fitting time.  ``--size`` sets
+the *model* size directly (parameters: 0.75M, 300k) and ``--epochs`` the fit; the frame size of raw
+I420 input is ``--frame-size WxH`` (with ``--fps``).  ``ncodec decode clip.ncz out.mp4`` writes
 lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m`` (4:4:4), or PNG frames for a path without suffix.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
 
 CODECS = {
-    "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--size, --epochs)",
+    "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--quality, --preset)",
     "nerv": "NeRV: frame index -> positional encoding -> MLP + upsampling decoder fitted to the clip",
 }
 DEFAULT_CODEC = "hnerv"
@@ -26,19 +27,21 @@ _READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
 
 def encode_options() -> list[tuple[str, dict]]:
     """Flags of ``ncodec encode`` for video (fitting, quantisation and how the input is read)."""
-    from .codec import DEFAULTS
+    from .codec import DEFAULT_PRESET, DEFAULTS, PRESETS
 
     return [
-        ("--size", {"help": f"video: model size in parameters, e.g. 0.75M or 300k (default {DEFAULTS['size']})"}),
-        ("--epochs", {"type": int, "help": f"video: training epochs (default {DEFAULTS['epochs']})"}),
+        ("--preset", {"choices": list(PRESETS), "help": f"video: fitting time (default {DEFAULT_PRESET})"}),
+        ("--size", {"help": "video: model size in parameters, e.g. 0.75M or 300k, instead of --quality"}),
+        ("--epochs", {"type": int, "help": "video: training epochs (default: the preset's)"}),
         ("--seed", {"type": int, "help": "random seed (fitting is deterministic for a seed)"}),
         ("--lr", {"type": float, "help": f"video: peak learning rate (default {DEFAULTS['lr']})"}),
-        ("--batch-size", {"type": int, "help": "video: frames per training step (default 1)"}),
-        ("--bits", {"type": int, "help": "video: weight quantisation bits (default 8)"}),
-        ("--embed-bits", {"type": int, "help": "video: HNeRV embedding quantisation bits (default 8)"}),
+        ("--batch-size", {"type": int, "help": f"video: frames per training step (default {DEFAULTS['batch_size']})"}),
+        ("--bits", {"type": int, "help": f"video: weight quantisation bits (default {DEFAULTS['bits']})"}),
+        ("--embed-bits", {"type": int,
+                          "help": f"video: HNeRV embedding quantisation bits (default {DEFAULTS['embed_bits']})"}),
         ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),
         ("--prune-epochs", {"type": int, "help": "video: fine-tune epochs after pruning (default 0)"}),
-        ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default 0)"}),
+        ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default: the preset's)"}),
         ("--checkpoint", {"help": "video: checkpoint file to save the fit to and resume it from"}),
         ("--frame-size", {"help": "video: WxH of raw .yuv (I420) input"}),
         ("--fps", {"help": "video: frame rate of raw .yuv or frame-folder input (default 25)"}),
@@ -75,8 +78,6 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     from .io import parse_wxh, read_video
 
     options = dict(options)
-    if "quality" in options:
-        raise UsageError("video codecs take --size (model parameters) and --epochs, not --quality")
     read = {k: options.pop(k) for k in _READ_OPTIONS if k in options}
     for key in ("frame_size", "crop"):
         if key in read:
@@ -90,11 +91,11 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
     data = encoded.data
     write_bytes(dst, data, force)
     t, h, w = video.shape
-    quality, bpp = psnr(video.frames, encoded.reconstruction), 8 * len(data) / (t * h * w)
-    return {"bytes": len(data), "bpp": bpp, "psnr": quality, "frames": t, "params": encoded.params,
+    psnr_db, bpp = psnr(video.frames, encoded.reconstruction), 8 * len(data) / (t * h * w)
+    return {"bytes": len(data), "bpp": bpp, "psnr": psnr_db, "frames": t, "params": encoded.params,
             "encode_s": encode_s,
             "summary": f"{vc.name} {encoded.params} params, {len(data)} bytes, {bpp:.4f} bpp, "
-                       f"{quality:.2f} dB PSNR over {t} frames {w}x{h}"}
+                       f"{psnr_db:.2f} dB PSNR over {t} frames {w}x{h}"}
 
 
 def decode(container: Container, device: str):

@@ -21,6 +21,7 @@ import torch
 
 from ..container import Container
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
+from ..training import named_preset
 from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, quantize_tensor,
                         read_table)
 from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
@@ -29,16 +30,61 @@ from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse
 
 EMBEDDINGS = "embeddings"
 MAX_STORED_PARAMS = 200_000_000
-DEFAULTS = {"size": "0.75M", "epochs": 300, "seed": 0, "lr": 2e-3, "batch_size": 1, "bits": 8, "embed_bits": 8,
-            "prune": 0.0, "prune_epochs": 0, "qat_epochs": 0, "checkpoint": None, "progress": True}
 
 
-def _settings(options: dict) -> dict:
+@dataclass(frozen=True)
+class VideoPreset:
+    """How long encoding fits: epochs of the main fit and of the quantisation-aware fine-tune."""
+
+    epochs: int
+    qat_epochs: int
+
+
+PRESETS = {
+    "fast": VideoPreset(epochs=100, qat_epochs=10),
+    "medium": VideoPreset(epochs=300, qat_epochs=20),
+    "slow": VideoPreset(epochs=1500, qat_epochs=100),
+}
+DEFAULT_PRESET = "fast"
+QUALITY_RANGE = (1.0, 6.0)
+DEFAULT_QUALITY = 3.0
+PARAMS_PER_PIXEL = 0.01     # stored values per pixel of the clip at quality 1; doubling with every quality step
+DEFAULTS = {"size": None, "preset": None, "epochs": None, "qat_epochs": None, "seed": 0, "lr": 3e-3,
+            "batch_size": 2, "bits": 6, "embed_bits": 6, "prune": 0.0, "prune_epochs": 0, "checkpoint": None,
+            "progress": True}
+
+
+def quality_params(quality: float, frames: int, height: int, width: int) -> int:
+    """The stored values (network and embeddings) ``quality`` asks for on a clip of this size."""
+    lo, hi = QUALITY_RANGE
+    if not lo <= quality <= hi:
+        raise UsageError(f"video quality must be between {lo:g} and {hi:g}")
+    return int(round(PARAMS_PER_PIXEL * 2 ** (quality - 1) * frames * height * width))
+
+
+def _settings(options: dict, quality: float | None, shape: tuple[int, int, int]) -> dict:
+    """Every fitting setting: the options given, the rest from the preset, the model size from
+    ``quality`` (or ``size``, not both), the remaining defaults from :data:`DEFAULTS`."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise UsageError(f"video codecs do not take {', '.join(sorted(unknown))}")
-    s = {**DEFAULTS, **options}
-    s["params"] = parse_size(s["size"])
+    s = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    preset = named_preset(s["preset"] or DEFAULT_PRESET, PRESETS)
+    for key in ("epochs", "qat_epochs"):
+        if s[key] is None:
+            s[key] = getattr(preset, key)
+    if s["size"] is not None and quality is not None:
+        raise UsageError("give a video codec --quality or --size (model parameters), not both")
+    if s["size"] is not None:
+        s["params"] = parse_size(s["size"])
+    else:
+        try:
+            quality = DEFAULT_QUALITY if quality is None else float(quality)
+        except (TypeError, ValueError):
+            raise UsageError(f"video quality must be a number, not {quality!r}") from None
+        s["params"] = min(quality_params(quality, *shape), MAX_STORED_PARAMS)
+    if s["params"] > MAX_STORED_PARAMS:
+        raise UsageError(f"model size {s['params']} is above the {MAX_STORED_PARAMS} values a video stream may hold")
     for key, lo, hi in (("epochs", 1, 1_000_000), ("bits", 2, 16), ("embed_bits", 2, 16), ("batch_size", 1, 4096),
                         ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000)):
         if not isinstance(s[key], int) or not lo <= s[key] <= hi:
@@ -122,7 +168,9 @@ class VideoCodec:
         self.name, self.device = name, torch.device(device)
 
     def encode(self, data, quality=None, **options) -> bytes:
-        """Fit, compress and code a clip; options as in :data:`DEFAULTS` (size like "0.75M")."""
+        """Fit, compress and code a clip.  ``quality`` (1-6, default 3) sets the model size relative
+        to the clip's pixels, the options ``preset`` ("fast", "medium", "slow") the fitting time;
+        the other options are those of :data:`DEFAULTS` (``size`` like "0.75M" instead of ``quality``)."""
         return self._fit_and_code(data, quality, options)[0]
 
     def encode_and_reconstruct(self, data, quality=None, **options) -> Encoding:
@@ -134,12 +182,10 @@ class VideoCodec:
 
     def _fit_and_code(self, data, quality, options: dict) -> tuple[bytes, INRConfig, dict[str, QuantizedTensor]]:
         """The container bytes of a clip, the network's architecture and its coded tensors by name."""
-        if quality is not None:
-            raise UsageError("video codecs take size (model parameters) and epochs, not quality")
-        s = _settings(options)
         video = _as_video(data)
         t, h, w = video.shape
-        cfg = solve_config(self.name, s["params"], t, h, w)
+        s = _settings(options, quality, video.shape)
+        cfg = solve_config(self.name, s["params"], t, h, w, smallest_if_below=s["size"] is None)
         model, _ = fit(cfg, video.frames, s["epochs"], s["lr"], s["batch_size"], s["seed"], self.device,
                        Path(s["checkpoint"]) if s["checkpoint"] else None, s["progress"])
         embeddings = embed_frames(model, video.frames, self.device)
@@ -164,7 +210,7 @@ class VideoCodec:
         if s["qat_epochs"]:
             finetune(decoder, embeddings, video.frames, s["qat_epochs"], s["lr"] / 10, s["seed"] + 1, self.device,
                      masks=masks, quant=quant, desc="quantisation-aware fine-tune", progress=s["progress"])
-        coded = {n: quantize_tensor(x, *quant[n]) for n, x in tensors.items()}
+        coded = {n: quantize_tensor(x.contiguous(), *quant[n]) for n, x in tensors.items()}
         meta, symbols = encode_tensors(list(coded.values()))
         fields = {**cfg.to_fields(), "h": h, "w": w, "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
                   "epochs": s["epochs"], "seed": s["seed"], "bits": s["bits"], "embed_bits": s["embed_bits"],

@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from ..checkpoints import CheckpointFile
 from ..errors import UsageError
-from ..training import TrainingLoop, set_lr, warmup_cosine_lr
+from ..training import TrainingLoop, bf16_pays, set_lr, warmup_cosine_lr
 from .bitstream import fake_quantize
 from .models import Decoder, INRConfig, VideoINR, positional_encoding
 
@@ -35,7 +35,7 @@ def frames_to_tensor(frames: np.ndarray, cfg: INRConfig, device: torch.device) -
     h, w = frames.shape[1:3]
     if (h, w) != (cfg.height, cfg.width):
         t = F.pad(t.float(), (0, cfg.width - w, 0, cfg.height - h), mode="replicate").to(torch.uint8)
-    return t.contiguous().to(device)
+    return t.contiguous(memory_format=torch.channels_last).to(device)
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -53,8 +53,10 @@ def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torc
                after_step: Callable[[], None] | None = None) -> float:
     """Adam on the MSE of ``predict(batch_frames, batch_index)`` against the frames (cropped to
     ``size`` = (H, W)) over the epochs ``loop`` counts; returns the last epoch's mean MSE.
-    ``after_step`` runs after every update (e.g. re-applying a pruning mask)."""
+    ``after_step`` runs after every update (e.g. re-applying a pruning mask).  The forward pass
+    runs under bf16 autocast where that is faster (:func:`~ncodec.training.bf16_pays`)."""
     opt = optimizer or torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    bf16 = bf16_pays(frames.device)
     n = frames.shape[0]
     per_epoch = -(-n // batch_size)
     h, w = size
@@ -68,8 +70,9 @@ def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torc
                 idx = order[i * batch_size:(i + 1) * batch_size]
                 set_lr(opt, warmup_cosine_lr(epoch * per_epoch + i, loop.total * per_epoch, lr))
                 target = frames[idx].float() / 255
-                out = predict(target, idx)
-                loss = F.mse_loss(out[:, :, :h, :w], target[:, :, :h, :w])
+                with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = predict(target, idx)
+                loss = F.mse_loss(out[:, :, :h, :w].float(), target[:, :, :h, :w])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -101,7 +104,7 @@ def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: 
         device: torch.device, checkpoint: Path | None = None, progress: bool = True) -> tuple[VideoINR, float]:
     """Fit a fresh (or checkpointed) VideoINR to T x H x W x 3 uint8 ``frames``; returns it and the final MSE."""
     seed_everything(seed, device)
-    model = VideoINR(cfg).to(device)
+    model = VideoINR(cfg).to(device, memory_format=torch.channels_last)
     data = frames_to_tensor(frames, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     key = fingerprint(cfg, frames, epochs=epochs, lr=lr, batch=batch_size, seed=seed)

@@ -110,10 +110,12 @@ def choose_strides(height: int, width: int) -> tuple[int, ...]:
     return min(candidates)[2]
 
 
-def solve_config(arch: str, params: int, frames: int, height: int, width: int, **overrides) -> INRConfig:
+def solve_config(arch: str, params: int, frames: int, height: int, width: int, smallest_if_below: bool = False,
+                 **overrides) -> INRConfig:
     """The config whose stored parameter count is closest to ``params`` (frames are padded to a
     multiple of the total stride).  Budgets too small for the default ``lower_width`` of 12 get
-    narrower final stages (8, then 4) rather than an error."""
+    narrower final stages (8, then 4); below the smallest of those, the smallest config when
+    ``smallest_if_below``, else an error."""
     if arch not in ARCHS:
         raise UsageError(f"unknown video architecture {arch!r}; choose {' or '.join(ARCHS)}")
     strides = tuple(overrides.pop("strides", None) or choose_strides(height, width))
@@ -127,7 +129,9 @@ def solve_config(arch: str, params: int, frames: int, height: int, width: int, *
         if smallest <= params:
             break
     else:
-        raise UsageError(f"model size {params} is below the smallest {arch} for this clip ({smallest} parameters)")
+        if not smallest_if_below:
+            raise UsageError(f"model size {params} is below the smallest {arch} for this clip ({smallest} parameters)")
+        return INRConfig(fc_dim=base["lower_width"], **base)
     lo, hi = lower, MAX_FC_DIM
     while lo < hi:                      # largest fc_dim whose count stays within the budget
         mid = (lo + hi + 1) // 2

@@ -19,11 +19,11 @@ from ...container import Container
 from ...entropy import ACT_FRAC, EntropyCodingError, FixedPointMLP, SymbolDecoder, SymbolEncoder
 from ...entropy.tables import TableSet, logistic_tables
 from ...errors import CorruptStreamError, InputError
+from ...training import named_preset
 from ..app import LOSSLESS
 from ..codec import as_image_array, declared_size, decode_alpha, image_container
 from ..overfit import weights
 from ..overfit.arm import located_rows, located_tables
-from ..overfit.fit import named_preset
 from .context import FEATURE_SCALE, PlaneOrder, features, from_planes, to_planes
 from .fit import DEFAULT_PRESET, PRESETS, Preset, fit, mean_bits, plane_features
 from .model import LOG_SCALE_MAX, LOG_SCALE_MIN, LosslessModel

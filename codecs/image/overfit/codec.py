@@ -16,12 +16,13 @@ import torch
 from ...container import Container
 from ...entropy import EntropyCodingError, SymbolDecoder, SymbolEncoder
 from ...errors import CorruptStreamError, InputError, UsageError
+from ...training import named_preset
 from ..app import OVERFIT
 from ..codec import as_image_array, declared_size, image_container, restore_channels
 from ..models import DEFAULT_LAMBDAS
 from . import weights
 from .arm import LatentCoder, latent_tables
-from .fit import DEFAULT_PRESET, PRESETS, Preset, fit, named_preset
+from .fit import DEFAULT_PRESET, PRESETS, Preset, fit
 from .model import OverfitConfig, OverfitModel, grid_shapes
 
 NAME = OVERFIT

@@ -50,15 +50,6 @@ PRESETS = {    # 768x512 on 2 CPU cores (0.27 s a step): about 9.5, 28 and 90 mi
 DEFAULT_PRESET = "fast"
 
 
-def named_preset(preset, presets: dict):
-    """``preset`` itself, or the preset of ``presets`` it names; UsageError for an unknown name."""
-    if not isinstance(preset, str):
-        return preset
-    if preset not in presets:
-        raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
-    return presets[preset]
-
-
 def soft_round(y: torch.Tensor, temperature: float) -> torch.Tensor:
     """Agustsson & Theis's differentiable rounding: tends to rounding as the temperature falls."""
     floor = torch.floor(y).detach()
