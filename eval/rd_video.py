@@ -170,7 +170,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list
 def add_arguments(p) -> None:
     """Options of ``ncodec eval video``."""
     p.add_argument("clip", help="a video file, raw .yuv is not supported here, or a folder of frames")
-    p.add_argument("--codecs", default="hnerv,libx264,libx265,libsvtav1", help="comma-separated")
+    p.add_argument("--codecs", default="nerv,hnerv,libx264,libx265,libsvtav1", help="comma-separated")
     p.add_argument("--qualities", default="2,3,4,5", help="comma-separated qualities (1-6) for hnerv/nerv")
     p.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium", help="hnerv/nerv fitting time")
     p.add_argument("--sizes", default=None, help="comma-separated model sizes (e.g. 0.1M,0.2M) instead of --qualities")

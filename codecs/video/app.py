@@ -1,10 +1,11 @@
 """How the file API and the CLI reach the video codecs (NeRV, HNeRV).
 
-``ncodec encode clip.mp4 clip.ncz --quality 3 --preset medium`` fits and codes a clip: the quality
-sets the model size (relative to the clip's pixels), the preset the fitting time.  ``--size`` sets
-the *model* size directly (parameters: 0.75M, 300k) and ``--epochs`` the fit; the frame size of raw
-I420 input is ``--frame-size WxH`` (with ``--fps``).  ``ncodec decode clip.ncz out.mp4`` writes
-lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m`` (4:4:4), or PNG frames for a path without suffix.
+``ncodec encode clip.mp4 clip.ncz --quality 3 --preset medium`` fits NeRV (or ``--codec hnerv``) to a
+clip and codes it: the quality sets the model size (relative to the clip's pixels), the preset the
+fitting time.  ``--size`` sets the *model* size directly (parameters: 0.75M, 300k) and ``--epochs``
+the fit; the frame size of raw I420 input is ``--frame-size WxH`` (with ``--fps``).  ``ncodec decode
+clip.ncz out.mp4`` writes lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m`` (4:4:4), or PNG frames
+for a path without suffix.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from ..fileio import check_output, write_bytes
 
 CODECS = {
     "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--quality, --preset)",
-    "nerv": "NeRV: frame index -> positional encoding -> MLP + upsampling decoder fitted to the clip",
+    "nerv": "NeRV: frame index -> positional encoding -> MLP + upsampling decoder fitted to the clip (the default)",
 }
-DEFAULT_CODEC = "hnerv"
+DEFAULT_CODEC = "nerv"          # beats hnerv per CPU minute on carphone and blackswan (docs/experiments.md)
 DECODED_SUFFIX = ".mp4"
 COMMANDS = {"eval": "ncodec.eval.rd_video"}
 _READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
