@@ -84,15 +84,16 @@ class _NcodecRunner:
 
     def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto",
                  postfilter: bool = True):
+        import copy
+
         import ncodec
-        from ..audio.codec import AudioCodec
 
         self.codec = ncodec.load_codec(name, device, modality="audio", **({"weights": weights} if weights else {}))
         self.signal = signal
         self.description = getattr(self.codec, "description", name) + ("" if signal == "auto" else f"; signal {signal}")
-        if not postfilter and isinstance(self.codec, AudioCodec):
-            c = self.codec
-            self.codec = AudioCodec(c.name, c.model, c.latent, c.digest, device=str(c.device), postfilter=False)
+        if not postfilter and hasattr(self.codec, "postfilter"):
+            self.codec = copy.copy(self.codec)       # the loaded codec is shared (cached): switch a copy's off
+            self.codec.postfilter = False
             self.description += "; decoded without the post-filter"
 
     def encode(self, x, rate, kbps):

@@ -221,8 +221,8 @@ def test_bad_inputs_raise_input_error(tmp_path):
     with pytest.raises(InputError):
         app.encode_file(tmp_path / "fake.mp4", dst, "hnerv", "cpu", False, {})
     tiny = Video(synthetic_clip(2), 25)
-    for bad in ({"size": "banana"}, {"size": "500M"}, {"quality": 9}, {"quality": "high"}, {"quality": 3, "size": "12k"},
-                {"preset": "instant"}):
+    for bad in ({"size": "banana"}, {"size": "500M"}, {"quality": 9}, {"quality": "high"},
+                {"quality": 3, "size": "12k"}, {"preset": "instant"}):
         with pytest.raises(UsageError):
             VideoCodec("hnerv", "cpu").encode(tiny, **bad)
     assert not dst.exists()

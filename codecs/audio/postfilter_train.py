@@ -22,7 +22,7 @@ import torchaudio
 from tqdm import tqdm
 
 from ..errors import UsageError
-from ..training import TrainingLoop, export, run_folder
+from ..training import TrainingLoop, export, run_folder, set_lr
 from . import powerlaw
 from .codec import AudioCodec, encoder_input
 from .io import read_audio
@@ -143,8 +143,7 @@ def train_postfilter(args, files: list[Path]) -> int:
     with loop:
         while not loop.over():
             lr = loop.lr(args.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, lr)
             loss, mse, mel = postfilter_loss(codec, corpus.batch(args.batch, frames), mel_weight)
             optimizer.zero_grad()
             loss.backward()

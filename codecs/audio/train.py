@@ -11,7 +11,8 @@ decoder restores it).  The reconstruction is the decoder's (:meth:`AudioModel.re
 noise fill included), so the learned noise-fill shaper (``--fill-width``) trains on it.
 ``--init`` warm-starts from a safetensors weights file (its config, with ``--noise-fill`` /
 ``--fill-width`` applied; without its post-filter, which fits only the codec it was trained on).
-``--postfilter WIDTH`` trains that post-filter instead (:mod:`.postfilter_train`).  Files named in ``--exclude`` (the evaluation set) are never read.
+``--postfilter WIDTH`` trains that post-filter instead (:mod:`.postfilter_train`).  Files named in
+``--exclude`` (the evaluation set) are never read.
 The loop is :class:`ncodec.training.TrainingLoop`: checkpoints every few minutes, at the end and on
 Ctrl-C or SIGTERM; rerunning with the same ``--out`` resumes.  ``--export`` writes the safetensors
 weights at the end.
@@ -79,7 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0, help="schedule length in wall time (lr drops at 85%%)")
     p.add_argument("--stop-after-minutes", type=float, default=0.0, help="end this invocation early (resumable)")
     p.add_argument("--export", default=None, help="write safetensors weights here at the end")
-    p.add_argument("--exclude", nargs="*", default=list(HELD_OUT), help="file names never to train on (any encoding of the same recording stays out too)")
+    p.add_argument("--exclude", nargs="*", default=list(HELD_OUT),
+                   help="file names never to train on (any encoding of the same recording stays out too)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast for the convolutions (2.4x faster on CPUs with AVX512-BF16, 2.7x slower "

@@ -210,7 +210,7 @@ class VideoCodec:
         if s["qat_epochs"]:
             finetune(decoder, embeddings, video.frames, s["qat_epochs"], s["lr"] / 10, s["seed"] + 1, self.device,
                      masks=masks, quant=quant, desc="quantisation-aware fine-tune", progress=s["progress"])
-        coded = {n: quantize_tensor(x.contiguous(), *quant[n]) for n, x in tensors.items()}
+        coded = {n: quantize_tensor(x, *quant[n]) for n, x in tensors.items()}
         meta, symbols = encode_tensors(list(coded.values()))
         fields = {**cfg.to_fields(), "h": h, "w": w, "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
                   "epochs": s["epochs"], "seed": s["seed"], "bits": s["bits"], "embed_bits": s["embed_bits"],
