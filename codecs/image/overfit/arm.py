@@ -74,16 +74,22 @@ class Wavefront:
         k = np.searchsorted(self.starts, positions, side="right") - 1
         w = self._widths[k]
         y, x = np.divmod(positions - self.starts[k], w)
-        out = np.empty((len(positions), len(CAUSAL) + len(COARSE)), dtype=np.int64)
+        out = np.empty((len(CAUSAL) + len(COARSE), len(positions)), dtype=np.int64)   # filled a row at a time
+        rows = {dy: (y >= -dy if dy else None, positions + dy * w) for dy in {dy for dy, _ in CAUSAL}}
+        cols = {dx: (x >= -dx if dx < 0 else x < w - dx) if dx else None for dx in {dx for _, dx in CAUSAL}}
         for col, (dy, dx) in enumerate(CAUSAL):
-            yy, xx = y + dy, x + dx
-            out[:, col] = np.where((yy >= 0) & (xx >= 0) & (xx < w), positions + dy * w + dx, self.size)
+            below_top, shifted = rows[dy]
+            np.add(shifted, dx, out=out[col])
+            inside = below_top if cols[dx] is None else cols[dx] if below_top is None else below_top & cols[dx]
+            if inside is not None:
+                out[col][~inside] = self.size
         ch, cw, base = self._heights[k + 1], self._widths[k + 1], self.starts[np.minimum(k + 1, len(self.shapes))]
+        y, x = y >> 1, x >> 1
         for col, (dy, dx) in enumerate(COARSE, start=len(CAUSAL)):
-            yy, xx = y // 2 + dy, x // 2 + dx
+            yy, xx = y + dy, x + dx
             inside = (yy >= 0) & (yy < ch) & (xx >= 0) & (xx < cw)
-            out[:, col] = np.where(inside, base + yy * cw + xx, self.size)
-        return out
+            out[col] = np.where(inside, base + yy * cw + xx, self.size)
+        return out.T
 
     def batches(self):
         """Flat indices of the values decoded together, step by step."""
