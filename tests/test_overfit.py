@@ -119,6 +119,29 @@ def test_resumed_fit_repeats_an_uninterrupted_one(tmp_path, monkeypatch):
         fitting.fit(x, 0.02, preset, seed=5, checkpoint=ckpt, progress=False)
 
 
+def test_last_phase_fits_the_networks_to_fixed_latents(monkeypatch):
+    """In the last phase the latents are the rounded values the stream will carry and stay put;
+    the networks go on learning."""
+    x = torch.from_numpy(natural_image(16, 24)).permute(2, 0, 1)[None].float() / 255
+    seen = []
+    real_loss = fitting.rd_loss
+
+    def spy(model, *args):
+        progress, hard_from = args[2], args[3]
+        if progress >= hard_from:
+            seen.append(([g.detach().clone() for g in model.grids], model.arm[0].weight.detach().clone()))
+        return real_loss(model, *args)
+
+    monkeypatch.setattr(fitting, "rd_loss", spy)
+    model = fitting.fit(x, 0.01, fitting.Preset(iterations=20, candidates=1, warmup=2, hard_fraction=0.5),
+                        progress=False)
+    assert len(seen) == 10
+    first_grids, first_arm = seen[0]
+    for grids in [s[0] for s in seen[1:]] + [list(model.grids)]:
+        assert all(torch.equal(a, b) for a, b in zip(first_grids, grids))
+    assert not torch.equal(first_arm, model.arm[0].weight)
+
+
 def test_bad_settings_and_streams(coded):
     img, data = coded
     codec = OverfitCodec()
