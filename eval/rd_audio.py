@@ -18,6 +18,7 @@ same real bitrate (:func:`equal_rate_rows`), which is what "better at equal bitr
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -84,8 +85,6 @@ class _NcodecRunner:
 
     def __init__(self, name: str, device: str | None, weights: str | None = None, signal: str = "auto",
                  postfilter: bool = True):
-        import copy
-
         import ncodec
 
         self.codec = ncodec.load_codec(name, device, modality="audio", **({"weights": weights} if weights else {}))
