@@ -164,6 +164,11 @@ class TrainingLoop:
         if self.checkpoint is not None and self.checkpoint.due():
             self.save()
 
+    def note(self, message: str) -> None:
+        """A line above the progress bar (when the bar is shown)."""
+        if self.main and self.show:
+            self._bar.write(message)
+
     def save(self) -> None:
         """Save the checkpoint now (on the main process, when there is a checkpoint)."""
         if self.main and self.checkpoint is not None:

@@ -123,8 +123,11 @@ def test_quality_sets_the_model_size_and_the_preset_the_fit(clip):
     low, high = (codec.encode_and_reconstruct(big, quality=q, epochs=2, qat_epochs=0, progress=False) for q in (1, 6))
     assert low.params == solve_config("hnerv", 1000, 8, 96, 128, smallest_if_below=True).stored_params()
     assert high.params > 4 * low.params and len(high.data) > 2 * len(low.data)
-    fast = Container.from_bytes(codec.encode(clip, quality=1, preset="fast", progress=False))
-    assert (fast.fields["epochs"], fast.fields["qat_epochs"]) == (PRESETS["fast"].epochs, PRESETS["fast"].qat_epochs)
+    for arch in ("hnerv", "nerv"):
+        fast = Container.from_bytes(VideoCodec(arch, "cpu").encode(clip, quality=1, preset="fast", progress=False))
+        preset = PRESETS["fast"]
+        assert (fast.fields["epochs"], fast.fields["qat_epochs"]) == (preset.epochs(arch), preset.qat_epochs)
+    assert PRESETS["fast"].epochs("nerv") > PRESETS["fast"].epochs("hnerv")   # NeRV epochs are cheaper
 
 
 def test_fit_in_float32_where_bf16_does_not_pay(clip, monkeypatch):
@@ -173,6 +176,31 @@ def test_fit_is_deterministic_and_resumable(clip, tmp_path, monkeypatch):
     with pytest.raises(UsageError):    # a checkpoint of other settings is refused, not silently reused
         app.encode_file(src, tmp_path / "x.ncz", "hnerv", "cpu", False,
                         {**opts, "epochs": 5, "checkpoint": str(ckpt), "fps": "25"})
+
+
+def test_rollback_guard_returns_to_the_best_epoch(tmp_path):
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([w], lr=0.1)
+    guard = fit.RollbackGuard([w], opt)
+
+    def epoch(loss: float, g: fit.RollbackGuard = guard) -> bool:     # one update, then the epoch's loss
+        w.grad = torch.ones(3)
+        opt.step()
+        return g.end_epoch(loss)
+
+    assert not epoch(1.0) and not epoch(0.5)
+    best, moments = w.detach().clone(), opt.state_dict()["state"][0]["exp_avg"].clone()
+    assert not epoch(0.7)                                     # worse, but not a jump: kept
+    assert epoch(0.9) and guard.lr_scale == 0.5               # 1.8x the best: back to it, half the rate
+    assert torch.equal(w.detach(), best) and torch.equal(opt.state_dict()["state"][0]["exp_avg"], moments)
+    assert epoch(float("nan")) and guard.lr_scale == 0.25 and torch.equal(w.detach(), best)
+
+    torch.save(guard.state_dict(), tmp_path / "guard.pt")     # it travels in a checkpoint
+    resumed = fit.RollbackGuard([w], opt)
+    resumed.load_state_dict(torch.load(tmp_path / "guard.pt", weights_only=True))
+    assert not epoch(0.6, resumed)
+    assert resumed.finish(0.6) == 0.5 and torch.equal(w.detach(), best)   # the last epoch was worse
+    assert resumed.finish(0.4) == 0.4
 
 
 def test_file_round_trip_and_info(tmp_path, clip):

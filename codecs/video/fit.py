@@ -5,11 +5,14 @@ fine-tunes of the stored part only (after pruning, and quantisation-aware).  Epo
 frames in an order drawn from ``(seed, epoch)`` and the learning rate is a pure function of the
 step (linear warm-up, cosine decay), so a run is reproducible for a seed and a resumed run
 continues exactly as an uninterrupted one would.  Each stage is a :class:`ncodec.training.TrainingLoop`
-over epochs; the main fit can keep a checkpoint (model, optimizer, epoch), saved every two minutes,
-at the end and on Ctrl-C or SIGTERM, and resume from it, e.g. across GPU leases.
+over epochs; the main fit can keep a checkpoint (model, optimizer, epoch, rollback state), saved
+every two minutes, at the end and on Ctrl-C or SIGTERM, and resume from it, e.g. across GPU leases.
+A :class:`RollbackGuard` keeps a large network's fit from ending worse than it was: an epoch whose
+loss jumps goes back to the best epoch's weights at half the learning rate.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from pathlib import Path
@@ -47,15 +50,66 @@ def epoch_order(seed: int, epoch: int, frames: int) -> torch.Tensor:
     return torch.randperm(frames, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+class RollbackGuard:
+    """The best epoch so far (lowest mean loss): its parameters and optimizer state.
+
+    An epoch whose mean loss is not finite or above ``SPIKE`` times the best puts both back and
+    halves the learning rate for the rest of the stage (``lr_scale``); at the end of the stage
+    the best epoch's parameters are kept if the last epoch's loss is higher.  Its state travels in
+    the fit's checkpoint, so a resumed fit rolls back exactly as an uninterrupted one."""
+
+    SPIKE = 1.5   # 1.8 dB of PSNR lost in one epoch
+
+    def __init__(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer):
+        self.params, self.optimizer = params, optimizer
+        self.best_loss, self.lr_scale, self.best = math.inf, 1.0, None
+
+    def end_epoch(self, loss: float) -> bool:
+        """Record an epoch's mean loss; True when it rolled back."""
+        if loss < self.best_loss:
+            self.best_loss = loss
+            self.best = {"params": [p.detach().clone() for p in self.params],
+                         "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+            return False
+        if self.best is not None and not loss <= self.SPIKE * self.best_loss:
+            self._restore(optimizer=True)
+            self.lr_scale /= 2
+            return True
+        return False
+
+    def finish(self, loss: float) -> float:
+        """At the end of the stage: the best epoch's parameters if ``loss`` (the last epoch's) is
+        higher; returns the loss of the parameters kept."""
+        if self.best is None or loss <= self.best_loss:
+            return loss
+        self._restore(optimizer=False)
+        return self.best_loss
+
+    def _restore(self, optimizer: bool) -> None:
+        with torch.no_grad():
+            for p, saved in zip(self.params, self.best["params"]):
+                p.copy_(saved)
+        if optimizer:
+            self.optimizer.load_state_dict(copy.deepcopy(self.best["optimizer"]))
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "lr_scale": self.lr_scale, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.lr_scale, self.best = state["best_loss"], state["lr_scale"], state["best"]
+
+
 def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                frames: torch.Tensor, size: tuple[int, int], lr: float, batch_size: int, seed: int,
                loop: TrainingLoop, optimizer: torch.optim.Optimizer | None = None,
-               after_step: Callable[[], None] | None = None) -> float:
+               after_step: Callable[[], None] | None = None, guard: RollbackGuard | None = None) -> float:
     """Adam on the MSE of ``predict(batch_frames, batch_index)`` against the frames (cropped to
-    ``size`` = (H, W)) over the epochs ``loop`` counts; returns the last epoch's mean MSE.
-    ``after_step`` runs after every update (e.g. re-applying a pruning mask).  The forward pass
-    runs under bf16 autocast where that is faster (:func:`~ncodec.training.bf16_pays`)."""
+    ``size`` = (H, W)) over the epochs ``loop`` counts, under a :class:`RollbackGuard` (``guard``,
+    or a fresh one); returns the mean MSE of the epoch whose parameters are kept.  ``after_step``
+    runs after every update (e.g. re-applying a pruning mask).  The forward pass runs under bf16
+    autocast where that is faster (:func:`~ncodec.training.bf16_pays`)."""
     opt = optimizer or torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    guard = guard or RollbackGuard(params, opt)
     bf16 = bf16_pays(frames.device)
     n = frames.shape[0]
     per_epoch = -(-n // batch_size)
@@ -68,7 +122,7 @@ def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torc
             total = torch.zeros((), dtype=torch.float64, device=frames.device)
             for i in range(per_epoch):
                 idx = order[i * batch_size:(i + 1) * batch_size]
-                set_lr(opt, warmup_cosine_lr(epoch * per_epoch + i, loop.total * per_epoch, lr))
+                set_lr(opt, guard.lr_scale * warmup_cosine_lr(epoch * per_epoch + i, loop.total * per_epoch, lr))
                 target = frames[idx].float() / 255
                 with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16):
                     out = predict(target, idx)
@@ -80,8 +134,11 @@ def run_epochs(params: list[torch.Tensor], predict: Callable[[torch.Tensor, torc
                     after_step()
                 total += loss.detach().double() * len(idx)
             mse = float(total) / n
+            if guard.end_epoch(mse):
+                loop.note(f"{loop.desc}: the loss jumped to {mse:.2e} at epoch {epoch + 1}; back to the best "
+                          f"weights ({guard.best_loss:.2e}) at {guard.lr_scale:g}x the learning rate")
             loop.end_step(lambda: {"loss": f"{mse:.2e}", "psnr": f"{psnr_from_mse(mse):.2f}dB"})
-    return mse
+    return guard.finish(mse)
 
 
 def fingerprint(cfg: INRConfig, frames: np.ndarray, **settings) -> str:
@@ -107,6 +164,7 @@ def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: 
     model = VideoINR(cfg).to(device, memory_format=torch.channels_last)
     data = frames_to_tensor(frames, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    guard = RollbackGuard(list(model.parameters()), opt)
     key = fingerprint(cfg, frames, epochs=epochs, lr=lr, batch=batch_size, seed=seed)
     ckpt = CheckpointFile(checkpoint, CHECKPOINT_SECONDS) if checkpoint else None
     state = ckpt.load(device) if ckpt else None
@@ -116,14 +174,17 @@ def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: 
                              "delete it or give another --checkpoint path")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if "guard" in state:
+            guard.load_state_dict(state["guard"])
 
     def saved() -> dict:
-        return {"key": key, "epoch": loop.step, "model": model.state_dict(), "optimizer": opt.state_dict()}
+        return {"key": key, "epoch": loop.step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "guard": guard.state_dict()}
 
     loop = TrainingLoop(epochs, f"fit {cfg.arch}", saved, ckpt, start=int(state["epoch"]) if state else 0,
                         unit="epoch", show_every=1, show=progress)
     mse = run_epochs(list(model.parameters()), lambda x, i: model(x, i), data, frames.shape[1:3], lr, batch_size,
-                     seed, loop, opt)
+                     seed, loop, opt, guard=guard)
     return model, mse
 
 
