@@ -455,12 +455,12 @@ def bench_video(clip: Path, codecs=VIDEO_CODECS, size: str = "0.1M", epochs: int
     jobs = [(c, d) for c in codecs if c in NCODEC_CODECS for d in devices(device)]
     jobs += [(c, "cpu") for c in codecs if c in CLASSICAL]
     preset = PRESETS[DEFAULT_PRESET]
-    full_epochs = preset.epochs + preset.qat_epochs     # what a default encode fits
+    full_epochs = {c: preset.epochs(c) + preset.qat_epochs for c in NCODEC_CODECS}   # what a default encode fits
     rows = []
     for name, dev in tqdm(jobs, desc="bench video", unit="codec", disable=not progress, dynamic_ncols=True):
         if name in NCODEC_CODECS:
             row = _bench_inr(name, dev, video, size, epochs, repeats)
-            full = row["s_per_epoch"] * full_epochs
+            full = row["s_per_epoch"] * full_epochs[name]
         else:
             row = _bench_classical_video(name, video, repeats)
             full = row["encode_s"]
@@ -539,10 +539,11 @@ def _md_table(header: list[str], rows: list[list[str]], text_columns: int) -> li
 
 def format_video_report(report: dict) -> str:
     """Markdown table of a :func:`bench_video` report."""
+    fits = ", ".join(f"{c} {n} epochs" for c, n in report["full_epochs"].items())
     lines = [f"machine: {json.dumps(report['machine'])}",
              (f"{report['clip']}: {report['frames']} frames {report['width']}x{report['height']} at "
               f"{report['fps']:g} fps; NeRV/HNeRV fitted for {report['epochs']} epochs (timing only; their encode x "
-              f"real time is projected to a {report['full_epochs']}-epoch fit); classical codecs at the middle CRF of "
+              f"real time is projected to a default fit: {fits}); classical codecs at the middle CRF of "
               f"`ncodec eval video`; decode speeds are the fastest of {report['repeats']} runs."), ""]
     rows = []
     for r in report["codecs"]:
