@@ -243,7 +243,7 @@ class AudioCodec:
         chunks = {"q": [], "zl": [], "yl": []}
         payload = {"z": [], "y": []}
         buf = np.zeros((channels, hop), np.float32)      # starts one hop before sample 0
-        total, q_prev = 0, 4.5
+        total, start = 0, (4.5, 0.0)
         per_channel = None if kbps is None else kbps / channels
         reservoir = None if kbps is None else RateReservoir(kbps, self.rate)
         settings = StreamSettings(bandfill.layout_for(per_channel, q_fixed), self._top_bin(rate),
@@ -256,8 +256,8 @@ class AudioCodec:
             total += block.shape[1]
             while buf.shape[1] >= (frames + 1) * hop:
                 budget = reservoir.budget(frames * hop, chunks) if reservoir else None
-                q_prev = self._code_chunk(buf[:, :(frames + 1) * hop], budget, q_fixed, q_prev, settings, chunks,
-                                          payload)
+                start = self._code_chunk(buf[:, :(frames + 1) * hop], budget, q_fixed, start, settings, chunks,
+                                         payload)
                 buf = buf[:, frames * hop:]
                 if progress:
                     progress(frames * hop)
@@ -269,7 +269,7 @@ class AudioCodec:
             piece = np.pad(buf, ((0, 0), (0, max(0, (size + 1) * hop - buf.shape[1]))))[:, :(size + 1) * hop]
             valid = min(max(buf.shape[1] - hop, 0), size * hop)
             budget = reservoir.budget(valid, chunks) if reservoir else None
-            q_prev = self._code_chunk(piece, budget, q_fixed, q_prev, settings, chunks, payload)
+            start = self._code_chunk(piece, budget, q_fixed, start, settings, chunks, payload)
             buf, remaining = buf[:, size * hop:], remaining - size
             if progress:
                 progress(valid)
@@ -289,23 +289,24 @@ class AudioCodec:
         """The MDCT bin of the Nyquist frequency of input at ``rate`` (all bins at the model rate and above)."""
         return self.hop * min(rate, self.rate) // self.rate
 
-    def _code_chunk(self, x: np.ndarray, budget: float | None, q_fixed, q_guess: float, settings: StreamSettings,
-                    chunks: dict, payload: dict) -> float:
+    def _code_chunk(self, x: np.ndarray, budget: float | None, q_fixed, start: tuple[float, float],
+                    settings: StreamSettings, chunks: dict, payload: dict) -> tuple[float, float]:
         """Code one chunk ((frames + 1) * hop samples starting one hop early) at a fixed quality or
-        at the quality whose size meets ``budget`` bytes; returns the quality."""
+        at the quality whose size meets ``budget`` bytes, starting the search from the last chunk's
+        ``(quality, bytes per frame the estimate missed)``; returns this chunk's pair."""
         with torch.no_grad():
             coefs = mdct(torch.from_numpy(x).to(self.device), self.hop)
         boosts = frameboost.measure_levels(coefs)
         coefs = coefs * frameboost.factors(boosts, self.device)
         if q_fixed is not None:
-            q, sections = q_fixed, self._compress(coefs, q_fixed, boosts, settings)
+            q, sections, missed = q_fixed, self._compress(coefs, q_fixed, boosts, settings), 0.0
         else:
-            q, sections = self._search(coefs, budget, q_guess, boosts, settings)
+            q, sections, missed = self._search(coefs, budget, *start, boosts, settings)
         chunks["q"].append(int(round(q * 1000)))
         for name in ("z", "y"):
             payload[name].append(sections[name])
             chunks[name + "l"].append(len(sections[name]))
-        return q
+        return q, missed
 
     def _quantizer_input(self, coefs: torch.Tensor, q: float, exponent: int) -> torch.Tensor:
         """What the quantizer rounds: the coefficients times the gains of quality ``q`` (as the stream
@@ -325,21 +326,33 @@ class AudioCodec:
         _, _, likelihoods = self.model.latent_forward(self._quantizer_input(coefs, q, exponent))
         return sum(float(-torch.log2(lik).sum()) for lik in likelihoods) / 8
 
-    def _search(self, coefs: torch.Tensor, budget: float, q: float, boosts: np.ndarray, settings: StreamSettings):
+    def _search(self, coefs: torch.Tensor, budget: float, q: float, missed_per_frame: float, boosts: np.ndarray,
+                settings: StreamSettings):
         """The quality whose exact chunk size is closest to ``budget`` bytes: a secant search on the
-        float model's estimate plus what the last exact encode (at most 3) added to it (the band fill
-        and frame boost levels, which the estimate leaves out, and the coder's overhead)."""
-        top, extra, best = float(self.config.levels - 1), 0.0, None
+        float model's estimate plus what an exact encode added to it (the band fill and frame boost
+        levels, which the estimate leaves out, and the coder's overhead), first as the last chunk's
+        per frame, then as this chunk's (at most 3 exact encodes).  Returns the quality, the
+        sections and this chunk's missed bytes per frame."""
+        top, frames = float(self.config.levels - 1), coefs.shape[-1]
+        extra, estimates, exact = missed_per_frame * frames, {}, {}
+
+        def estimate(v: float) -> float:
+            if v not in estimates:
+                estimates[v] = self._estimate_bytes(coefs, v, settings.exponent)
+            return estimates[v]
+
         for _ in range(3):
-            q = _secant(lambda v: max(self._estimate_bytes(coefs, v, settings.exponent) + extra, 1.0), budget, q, top)
+            q = _secant(lambda v: max(estimate(v) + extra, 1.0), budget, q, top)
+            if q in exact:
+                break
             sections = self._compress(coefs, q, boosts, settings)
             size = len(sections["z"]) + len(sections["y"])
-            if best is None or abs(size - budget) < abs(best[1] - budget):
-                best = (q, size, sections)
+            exact[q] = size, sections
             if abs(size - budget) <= RATE_TOLERANCE * budget or (q == top and size < budget) or (q == 0 and size > budget):
                 break
-            extra = size - self._estimate_bytes(coefs, q, settings.exponent)
-        return best[0], best[2]
+            extra = size - estimate(q)
+        q = min(exact, key=lambda v: abs(exact[v][0] - budget))
+        return q, exact[q][1], (exact[q][0] - estimate(q)) / frames
 
     # -- decoding ------------------------------------------------------------------------
     def check_stream(self, c: Container) -> None:
