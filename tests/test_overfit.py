@@ -5,6 +5,7 @@ import torch
 
 import ncodec
 from conftest import natural_image
+from ncodec.container import Container
 from ncodec.entropy import SymbolDecoder, SymbolEncoder
 from ncodec.entropy.tables import laplace_tables
 from ncodec.errors import CorruptStreamError, UsageError
@@ -79,6 +80,15 @@ def test_round_trip_and_quality_floor(coded):
     assert np.array_equal(out, ncodec.decode(data, device="cpu"))
     info = ncodec.info(data)
     assert info["model"] == "overfit" and info["bpp"] == pytest.approx(8 * len(data) / img[..., 0].size, rel=1e-3)
+
+
+def test_low_qualities_fit_a_narrower_arm(coded):
+    img, data = coded
+    low = OverfitCodec().encode(img, quality=2, preset=TINY, seed=3)
+    arm_hidden = [Container.from_bytes(d).fields["cfg"][2] for d in (low, data)]
+    assert arm_hidden == [8, 16]
+    out = ncodec.decode(low, device="cpu")
+    assert out.shape == img.shape and 10 * np.log10(255**2 / np.mean((out.astype(float) - img) ** 2)) > 20
 
 
 def test_decoding_does_not_depend_on_threads(coded):

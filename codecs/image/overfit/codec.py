@@ -28,6 +28,7 @@ from .model import OverfitConfig, OverfitModel, grid_shapes
 NAME = OVERFIT
 STREAM_VERSION = 1
 MAX_PIXELS = 1 << 24         # 16.7 megapixels: fitting is hours beyond (minutes a megapixel on a CPU)
+NARROW_ARM_BELOW = 3.5       # qualities below this fit an ARM of 8 hidden units instead of 16
 
 
 def _digest() -> bytes:
@@ -41,6 +42,13 @@ def quality_lambda(q: float) -> float:
     logs = np.log(DEFAULT_LAMBDAS)
     lo = min(int(q) - 1, len(logs) - 2)
     return float(np.exp(logs[lo] + (q - 1 - lo) * (logs[lo + 1] - logs[lo])))
+
+
+def model_config(q: float) -> OverfitConfig:
+    """The architecture fitted at quality ``q``: at low rates a narrower ARM, whose weights cost
+    less than its width earns (kodim23 at ``medium``: 6-7 % fewer bytes at qualities 2 and 3 for
+    the same PSNR)."""
+    return OverfitConfig(arm_hidden=8) if q < NARROW_ARM_BELOW else OverfitConfig()
 
 
 class OverfitCodec:
@@ -81,8 +89,8 @@ class OverfitCodec:
         rgb = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
         x = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
         lam = quality_lambda(q)
-        model = fit(x, lam, preset, seed=seed, checkpoint=Path(checkpoint) if checkpoint else None,
-                    progress=progress)
+        model = fit(x, lam, preset, seed=seed, config=model_config(q),
+                    checkpoint=Path(checkpoint) if checkpoint else None, progress=progress)
         exponents = weights.quantise(weights.overfit_groups(model), weights.overfit_loss(model, x, lam),
                                      model.h * model.w)
         return self.pack(model.cpu(), exponents, q, arr, channels).to_bytes()
