@@ -37,7 +37,8 @@ def encode_options() -> list[tuple[str, dict]]:
         ("--seed", {"type": int, "help": "random seed (fitting is deterministic for a seed)"}),
         ("--lr", {"type": float, "help": f"video: peak learning rate (default {DEFAULTS['lr']})"}),
         ("--batch-size", {"type": int, "help": f"video: frames per training step (default {DEFAULTS['batch_size']})"}),
-        ("--bits", {"type": int, "help": f"video: weight quantisation bits (default {DEFAULTS['bits']})"}),
+        ("--bits", {"type": int, "help": f"video: weight quantisation bits, NeRV's stem one fewer "
+                                          f"(default {DEFAULTS['bits']})"}),
         ("--embed-bits", {"type": int,
                           "help": f"video: HNeRV embedding quantisation bits (default {DEFAULTS['embed_bits']})"}),
         ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),

@@ -22,13 +22,14 @@ import torch
 from ..container import Container
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
 from ..training import named_preset
-from .bitstream import (QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors, quantize_tensor,
-                        read_table)
+from .bitstream import (MIN_BITS, QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors,
+                        quantize_tensor, read_table)
 from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
 from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
 from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
 
 EMBEDDINGS = "embeddings"
+NERV_STEM = "stem.weight"   # a third of NeRV's values; quantised with one bit fewer than --bits (measured)
 MAX_STORED_PARAMS = 200_000_000
 
 
@@ -215,6 +216,8 @@ class VideoCodec:
         if embeddings is not None:
             tensors[EMBEDDINGS] = embeddings
         bits = {n: s["embed_bits"] if n == EMBEDDINGS else s["bits"] for n in tensors}
+        if cfg.arch == "nerv":
+            bits[NERV_STEM] = max(s["bits"] - 1, MIN_BITS)
         quant = {n: (bits[n], choose_per_channel(x, bits[n])) for n, x in tensors.items()}
         if s["qat_epochs"]:
             finetune(decoder, embeddings, video.frames, s["qat_epochs"], s["lr"] / 10, s["seed"] + 1, self.device,
