@@ -107,10 +107,8 @@ def _settings(arch: str, options: dict, quality: float | None, shape: tuple[int,
 @torch.no_grad()
 def synthesize(decoder: Decoder, embeddings: torch.Tensor | None, height: int, width: int,
                batch: int = 4) -> np.ndarray:
-    """Every frame of the representation as T x height x width x 3 uint8 (the decoder is moved to
-    channels-last memory, 1.7x faster on a CPU)."""
+    """Every frame of the representation as T x height x width x 3 uint8."""
     cfg = decoder.cfg
-    decoder = decoder.to(memory_format=torch.channels_last)
     device = next(decoder.parameters()).device
     out = np.empty((cfg.frames, height, width, 3), dtype=np.uint8)
     for start in range(0, cfg.frames, batch):
@@ -233,7 +231,7 @@ class VideoCodec:
         return out, cfg, coded
 
     def _synthesize(self, cfg: INRConfig, coded: dict[str, QuantizedTensor], h: int, w: int) -> np.ndarray:
-        decoder = Decoder(cfg).to(self.device)
+        decoder = Decoder(cfg).to(self.device, memory_format=torch.channels_last)   # 1.7x faster on a CPU
         decoder.load_state_dict({n: q.dequantize() for n, q in coded.items() if n != EMBEDDINGS})
         embeddings = coded[EMBEDDINGS].dequantize().to(self.device) if EMBEDDINGS in coded else None
         return synthesize(decoder.eval(), embeddings, h, w)
