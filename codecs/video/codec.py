@@ -29,7 +29,7 @@ from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
 from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
 
 EMBEDDINGS = "embeddings"
-NERV_STEM = "stem.weight"   # a third of NeRV's values; quantised with one bit fewer than --bits (measured)
+NERV_STEM = "stem.weight"   # 12-30 % of NeRV's values; quantised with one bit fewer than --bits (measured)
 MAX_STORED_PARAMS = 200_000_000
 
 
