@@ -16,7 +16,7 @@ from ncodec.eval.metrics import psnr
 from ncodec.video import app
 from ncodec.video.bitstream import decode_tensors, encode_tensors, quantize_tensor
 from ncodec.video import fit
-from ncodec.video.codec import DEFAULTS, PRESETS, VideoCodec, read_tensors
+from ncodec.video.codec import DEFAULTS, NERV_STEM, PRESETS, VideoCodec, read_tensors
 from ncodec.video.io import Video, read_video, write_video
 from ncodec.video.models import choose_strides, solve_config
 
@@ -86,7 +86,7 @@ def test_tensors_in_stream_match_settings(coded):
     c = Container.from_bytes(encoded.data)
     tensors = read_tensors(c)
     stem_bits = DEFAULTS["bits"] - (codec.name == "nerv")          # NeRV's stem takes one bit fewer
-    assert all(q.bits == (stem_bits if n == "stem.weight" else DEFAULTS["bits"]) for n, q in tensors.items())
+    assert all(q.bits == (stem_bits if n == NERV_STEM else DEFAULTS["bits"]) for n, q in tensors.items())
     assert ("embeddings" in tensors) == (codec.name == "hnerv")
     assert sum(q.symbols.size for q in tensors.values()) == c.fields["params"] == encoded.params
 
@@ -148,7 +148,7 @@ def test_pruning_and_qat_options(clip):
     tensors = read_tensors(Container.from_bytes(encoded.data))
     weights = np.concatenate([q.symbols.ravel() for n, q in tensors.items() if q.symbols.ndim >= 2])
     assert np.mean(weights == 0) >= 0.299
-    assert all(q.bits == (5 if n == "stem.weight" else 6) for n, q in tensors.items())
+    assert all(q.bits == (5 if n == NERV_STEM else 6) for n, q in tensors.items())
     assert np.array_equal(codec.decode(encoded.data).frames, encoded.reconstruction)
 
 
