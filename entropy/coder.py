@@ -187,19 +187,25 @@ class SymbolDecoder:
 
     def decode_rows(self, rows: np.ndarray, tables) -> np.ndarray:
         """Inverse of :meth:`SymbolEncoder.encode_rows` for the same 1-D ``rows``."""
-        out = np.empty(rows.shape, dtype=np.int64)
-        for positions, width in _width_classes(rows, tables):
+        classes = _width_classes(rows, tables)     # usually one: its codes are the result
+        out = None if len(classes) == 1 else np.empty(rows.shape, dtype=np.int64)
+        for positions, width in classes:
+            class_rows = rows[positions]
             try:
-                codes = np.asarray(self._dec.decode(_PER_SYMBOL, tables.pmfs[rows[positions], :width]), dtype=np.int64)
+                codes = np.asarray(self._dec.decode(_PER_SYMBOL, tables.pmfs[class_rows, :width]), dtype=np.int64)
             except Exception as exc:
                 raise EntropyCodingError(f"range decoder failed: {exc}") from None
-            lengths = tables.lengths[rows[positions]]
-            if (codes > lengths).any():
-                raise EntropyCodingError("decoded symbol outside its table (corrupt data)")
-            escaped = np.flatnonzero(codes == lengths)
-            codes += tables.offsets[rows[positions]]
-            if len(escaped):
+            lengths = tables.lengths[class_rows]
+            escaped = None
+            if (codes >= lengths).any():            # escapes, or a symbol no table has (corrupt data)
+                if (codes > lengths).any():
+                    raise EntropyCodingError("decoded symbol outside its table (corrupt data)")
+                escaped = np.flatnonzero(codes == lengths)
+            codes += tables.offsets[class_rows]
+            if escaped is not None:
                 codes[escaped] = self._decode_escapes(len(escaped))
+            if out is None:
+                return codes
             out[positions] = codes
         return out
 

@@ -127,19 +127,27 @@ class FixedPointNet:
 class FixedPointMLP:
     """A trained stack of 1x1 ``Conv2d`` and ReLU layers evaluated exactly on rows of a numpy matrix:
     the same integers as :class:`FixedPointNet` gives for the same layers (same weights, same
-    rescaling), without torch's per-call cost, for the many small batches of auto-regressive decoding."""
+    rescaling), without torch's per-call cost, for the many small batches of auto-regressive decoding.
+
+    Each layer's weights and bias are stored already scaled by ``2**-frac`` (exact: a power of two
+    times integers whose partial sums stay below 2**52), and a ReLU that follows a layer becomes the
+    lower bound of that layer's clamp, so a layer costs four array operations."""
 
     def __init__(self, net: nn.Sequential):
-        self.layers = []
+        self.layers = []      # (weight, bias, lower clamp), or None for a ReLU that no layer precedes
         for layer in net:
             fixed = _FixedLayer(layer)
             if fixed.kind == "Conv2d":
                 if layer.kernel_size != (1, 1) or layer.groups != 1:
                     raise TypeError("FixedPointMLP takes 1x1 convolutions only")
-                self.layers.append((fixed.weight[:, :, 0, 0].T.numpy().copy(), fixed.bias.view(-1).numpy().copy(),
-                                    fixed.frac))
+                scale = 2.0**-fixed.frac
+                self.layers.append((fixed.weight[:, :, 0, 0].T.numpy() * scale, fixed.bias.view(-1).numpy() * scale,
+                                    -_LIMIT))
             elif fixed.kind == "ReLU":
-                self.layers.append(None)
+                if self.layers and self.layers[-1] is not None:
+                    self.layers[-1] = self.layers[-1][:2] + (0.0,)
+                else:
+                    self.layers.append(None)
             else:
                 raise TypeError(f"{fixed.kind} is not supported by FixedPointMLP")
 
@@ -149,9 +157,13 @@ class FixedPointMLP:
         for layer in self.layers:
             if layer is None:
                 a = np.maximum(a, 0.0)
-            else:
-                weight, bias, frac = layer
-                a = _rescale(a @ weight + bias, frac)   # integers below 2**52: any summation order is exact
+                continue
+            weight, bias, lower = layer
+            a = a @ weight            # integers below 2**52 (times 2**-frac): any summation order is exact
+            a += bias
+            np.floor(a, out=a)
+            np.maximum(a, lower, out=a)
+            np.minimum(a, _LIMIT, out=a)
         return a
 
 

@@ -143,3 +143,26 @@ def test_grouping_by_table_keeps_position_order():
         for t, positions in groups:
             np.testing.assert_array_equal(positions, np.flatnonzero(idx == t))
     assert _groups(np.zeros(0, dtype=np.int64)) == []
+
+
+def test_rows_batches_round_trip_across_width_classes_and_escapes():
+    """Auto-regressive batches: one row each, rows of every width, escapes in several classes, a
+    batch of one class, an empty batch; decoded in the order they were coded."""
+    rng = np.random.default_rng(5)
+    widths = TABLES.lengths + 1
+    batches = [rng.integers(0, len(SCALES), 300), np.full(7, int(np.argmin(widths))), np.zeros(0, np.int64),
+               rng.integers(0, len(SCALES), 40)]
+    symbols = [np.round(rng.normal(size=r.shape) * SCALES[r]).astype(np.int64) for r in batches]
+    symbols[0][[3, 200]] = [10**7, -(2**33)]
+    symbols[3][5] = 999_999
+    assert len(np.unique(np.ceil(np.log2(widths[batches[0]])))) > 2       # several width classes
+    enc = SymbolEncoder()
+    for s, r in zip(symbols, batches):
+        enc.encode_rows(s, r, TABLES)
+    dec = SymbolDecoder(enc.finish())
+    for s, r in zip(symbols, batches):
+        np.testing.assert_array_equal(dec.decode_rows(r, TABLES), s)
+    with pytest.raises(EntropyCodingError):
+        bad = SymbolDecoder(rng.bytes(64))
+        for r in batches * 50:
+            bad.decode_rows(r, TABLES)

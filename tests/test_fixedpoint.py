@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from ncodec.entropy import FixedPointNet, to_fixed
+import numpy as np
+
+from ncodec.entropy import FixedPointMLP, FixedPointNet, to_fixed
 from ncodec.image.models import hyper_synthesis
 
 
@@ -13,6 +15,21 @@ def make_net(seed=0):
     for p in net.parameters():
         p.data.normal_(0, 0.2)
     return net.eval()
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [nn.Conv2d(18, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(), nn.Conv2d(16, 2, 1)],
+    lambda: [nn.ReLU(), nn.Conv2d(5, 7, 1), nn.ReLU(), nn.ReLU(), nn.Conv2d(7, 3, 1, bias=False)],
+])
+def test_mlp_on_rows_gives_the_integers_of_the_network(layers):
+    torch.manual_seed(3)
+    net = nn.Sequential(*layers()).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 2.0)
+    x = to_fixed(torch.randn(1, net[0 if isinstance(net[0], nn.Conv2d) else 1].in_channels, 13, 11) * 3000)
+    reference = FixedPointNet(net)(x)[0].flatten(1).T.numpy()          # clamped at +-2**14 along the way
+    rows = FixedPointMLP(net)(np.ascontiguousarray(x[0].flatten(1).T.numpy()))
+    np.testing.assert_array_equal(rows, reference)
 
 
 def test_thread_count_does_not_change_results():

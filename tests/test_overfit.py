@@ -10,7 +10,8 @@ from ncodec.entropy import SymbolDecoder, SymbolEncoder
 from ncodec.entropy.tables import laplace_tables
 from ncodec.errors import CorruptStreamError, UsageError
 from ncodec.image.overfit import fit as fitting
-from ncodec.image.overfit.arm import LatentCoder, Wavefront
+from ncodec.entropy import ACT_FRAC
+from ncodec.image.overfit.arm import MEAN_BINS, LatentCoder, Wavefront, latent_tables, located_rows
 from ncodec.image.overfit.codec import OverfitCodec
 from ncodec.image.overfit.model import OverfitModel, grid_shapes
 
@@ -55,6 +56,18 @@ def test_latents_round_trip_exactly(h, w):
     decoded = LatentCoder(m.arm, grid_shapes(h, w, m.config.levels)).decode(SymbolDecoder(data))
     assert all((a == b).all() for a, b in zip(decoded, grids))
     assert abs(8 * len(data) - coder.bits(grids)) < 0.02 * coder.bits(grids) + 128
+
+
+def test_located_rows_pick_the_mean_bin_and_scale():
+    _, thresholds = latent_tables()
+    one = 1 << ACT_FRAC
+    mean = np.array([0, 1, one - 1, one, -1, -one, -one - 1, 5 * one + one // 2, -(1 << 24)], dtype=np.float64)
+    log_scale = np.full(mean.shape, thresholds[0] - 1)
+    rows, shifts = located_rows(mean, log_scale, thresholds)
+    np.testing.assert_array_equal(shifts, np.floor(mean / one))
+    np.testing.assert_array_equal(rows, np.floor((mean / one - shifts) * MEAN_BINS))
+    rows, _ = located_rows(mean[:1], np.array([thresholds[3]]), thresholds)
+    assert rows[0] == 4 * MEAN_BINS
 
 
 def test_laplace_rows_are_distributions():

@@ -19,7 +19,8 @@ from ...entropy.tables import TableSet, laplace_tables
 from .model import CAUSAL, COARSE, LOG_SCALE_MAX, LOG_SCALE_MIN
 
 SCALE_LEVELS = 64
-MEAN_BINS = 16
+MEAN_BIN_BITS = 4
+MEAN_BINS = 1 << MEAN_BIN_BITS
 TAIL_MASS = 1e-6
 LEVEL_LAG = 3              # steps between a grid's wavefront and the next finer one's
 ONE = 1 << ACT_FRAC
@@ -45,10 +46,9 @@ def latent_tables() -> tuple[TableSet, np.ndarray]:
 def located_rows(mean: np.ndarray, log_scale: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-point (Q ``ACT_FRAC``) means and log-scales -> each value's row of a located table set
     (scale-major, ``MEAN_BINS`` mean bins minor) and its integer shift (the floor of its mean)."""
-    shift = np.floor_divide(mean, ONE)
-    mean_bin = ((mean - shift * ONE) * MEAN_BINS) // ONE
+    fine = np.floor(mean * (MEAN_BINS / ONE)).astype(np.int64)     # the mean in 1/MEAN_BINS units, floored
     scale = np.searchsorted(thresholds, log_scale, side="right")
-    return scale * MEAN_BINS + mean_bin.astype(np.int64), shift.astype(np.int64)
+    return scale * MEAN_BINS + (fine & (MEAN_BINS - 1)), fine >> MEAN_BIN_BITS
 
 
 class Wavefront:
