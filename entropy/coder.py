@@ -187,27 +187,30 @@ class SymbolDecoder:
 
     def decode_rows(self, rows: np.ndarray, tables) -> np.ndarray:
         """Inverse of :meth:`SymbolEncoder.encode_rows` for the same 1-D ``rows``."""
-        classes = _width_classes(rows, tables)     # usually one: its codes are the result
-        out = None if len(classes) == 1 else np.empty(rows.shape, dtype=np.int64)
+        classes = _width_classes(rows, tables)
+        if len(classes) == 1:                      # the usual case
+            return self._decode_width_class(rows, classes[0][1], tables)
+        out = np.empty(rows.shape, dtype=np.int64)
         for positions, width in classes:
-            class_rows = rows[positions]
-            try:
-                codes = np.asarray(self._dec.decode(_PER_SYMBOL, tables.pmfs[class_rows, :width]), dtype=np.int64)
-            except Exception as exc:
-                raise EntropyCodingError(f"range decoder failed: {exc}") from None
-            lengths = tables.lengths[class_rows]
-            escaped = None
-            if (codes >= lengths).any():            # escapes, or a symbol no table has (corrupt data)
-                if (codes > lengths).any():
-                    raise EntropyCodingError("decoded symbol outside its table (corrupt data)")
-                escaped = np.flatnonzero(codes == lengths)
-            codes += tables.offsets[class_rows]
-            if escaped is not None:
-                codes[escaped] = self._decode_escapes(len(escaped))
-            if out is None:
-                return codes
-            out[positions] = codes
+            out[positions] = self._decode_width_class(rows[positions], width, tables)
         return out
+
+    def _decode_width_class(self, rows: np.ndarray, width: int, tables) -> np.ndarray:
+        """One range-coder call for symbols whose rows are padded to ``width``, then their escapes."""
+        try:
+            codes = np.asarray(self._dec.decode(_PER_SYMBOL, tables.pmfs[rows, :width]), dtype=np.int64)
+        except Exception as exc:
+            raise EntropyCodingError(f"range decoder failed: {exc}") from None
+        lengths = tables.lengths[rows]
+        escaped = None
+        if (codes >= lengths).any():            # escapes, or a symbol no table has (corrupt data)
+            if (codes > lengths).any():
+                raise EntropyCodingError("decoded symbol outside its table (corrupt data)")
+            escaped = np.flatnonzero(codes == lengths)
+        codes += tables.offsets[rows]
+        if escaped is not None:
+            codes[escaped] = self._decode_escapes(len(escaped))
+        return codes
 
     def _decode_escapes(self, count: int) -> np.ndarray:
         bitlen = self._decode(_BITLEN_MODEL, count)

@@ -134,18 +134,18 @@ class FixedPointMLP:
     lower bound of that layer's clamp, so a layer costs four array operations."""
 
     def __init__(self, net: nn.Sequential):
-        self.layers = []      # (weight, bias, lower clamp), or None for a ReLU that no layer precedes
+        self.layers = []      # [weight, bias, lower clamp], or None for a ReLU that no layer precedes
         for layer in net:
             fixed = _FixedLayer(layer)
             if fixed.kind == "Conv2d":
                 if layer.kernel_size != (1, 1) or layer.groups != 1:
                     raise TypeError("FixedPointMLP takes 1x1 convolutions only")
                 scale = 2.0**-fixed.frac
-                self.layers.append((fixed.weight[:, :, 0, 0].T.numpy() * scale, fixed.bias.view(-1).numpy() * scale,
-                                    -_LIMIT))
+                self.layers.append([fixed.weight[:, :, 0, 0].T.numpy() * scale, fixed.bias.view(-1).numpy() * scale,
+                                    -_LIMIT])
             elif fixed.kind == "ReLU":
                 if self.layers and self.layers[-1] is not None:
-                    self.layers[-1] = self.layers[-1][:2] + (0.0,)
+                    self.layers[-1][2] = 0.0
                 else:
                     self.layers.append(None)
             else:

@@ -1,9 +1,8 @@
 """The fixed-point entropy path gives bit-identical parameters whatever the float setup."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
-
-import numpy as np
 
 from ncodec.entropy import FixedPointMLP, FixedPointNet, to_fixed
 from ncodec.image.models import hyper_synthesis

@@ -6,11 +6,10 @@ import torch
 import ncodec
 from conftest import natural_image
 from ncodec.container import Container
-from ncodec.entropy import SymbolDecoder, SymbolEncoder
+from ncodec.entropy import ACT_FRAC, SymbolDecoder, SymbolEncoder
 from ncodec.entropy.tables import laplace_tables
 from ncodec.errors import CorruptStreamError, UsageError
 from ncodec.image.overfit import fit as fitting
-from ncodec.entropy import ACT_FRAC
 from ncodec.image.overfit.arm import MEAN_BINS, LatentCoder, Wavefront, latent_tables, located_rows
 from ncodec.image.overfit.codec import OverfitCodec
 from ncodec.image.overfit.model import OverfitModel, grid_shapes
