@@ -274,27 +274,46 @@ def test_subpixel_output_layer_matches_transposed_convolution():
 
 
 
-def _slice_codec(tmp_path, checkerboard: bool, fuse_std: float = 0.0):
+def _slice_codec(tmp_path, checkerboard: bool, fuse_std: float = 0.0, core_slices: int = 0):
     """The shipped slice model's transforms and channel context through a weights file, without or
     with a checkerboard context (its fusion's last layer drawn with ``fuse_std``: 0 is the no-op the
-    training graft starts from)."""
+    training graft starts from); with ``core_slices`` the aux slices' contexts are new (seeded) networks."""
     import dataclasses
     from ncodec.image.codec import ImageCodec, latent_codec_for
     from ncodec.image.models import build_model
     from ncodec.image.weights import export_model, load_weights
 
     source = load_weights(ncodec.api.assets_dir() / "image-slice.safetensors").model
-    model = build_model(dataclasses.replace(source.config, checkerboard=checkerboard))
-    model.load_state_dict({k: v for k, v in source.state_dict().items() if k in model.state_dict()}, strict=False)
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(source.config, checkerboard=checkerboard, core_slices=core_slices))
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape},
+                          strict=False)
     if checkerboard:
         torch.manual_seed(0)
         for net in model.fuse:
             torch.nn.init.normal_(net[-1].weight, std=fuse_std)
             torch.nn.init.zeros_(net[-1].bias)
-    path = tmp_path / f"slice-{checkerboard}-{fuse_std}.safetensors"
+    path = tmp_path / f"slice-{checkerboard}-{fuse_std}-{core_slices}.safetensors"
     export_model(model, path)
     loaded = load_weights(path)
     return ImageCodec("slice", loaded.model, latent_codec_for(loaded.model, loaded.priors), loaded.digest)
+
+
+def _decodes_within_half_a_step(codec, img, data):
+    """Check that quality-3 stream ``data`` of ``img`` decodes to latent values within half a step of
+    the encoder's latent; returns the padded input and that latent."""
+    from ncodec.container import Container
+    from ncodec.image.codec import PAD
+
+    h, w = img.shape[:2]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.pad(x, (0, (-w) % PAD, 0, (-h) % PAD), mode="replicate")
+    with torch.no_grad():
+        y = codec.model.g_a(x).double() * codec._gains(3.0)[0]
+    decoded = codec.latent.decode_quantized(Container.from_bytes(data).sections, tuple(y.shape))[1] / 1024
+    assert (decoded - y).abs().max() <= 0.5 + 1e-3
+    return x, y
 
 
 def test_checkerboard_context_roundtrip(tmp_path):
@@ -302,19 +321,11 @@ def test_checkerboard_context_roundtrip(tmp_path):
     positions from them, so each decoded latent value lies within half a step of the encoder's
     latent (a desynchronised decoder is far off); the spatial context changes the rate, and a
     zero fusion codes the very latent, at the very ideal rate, of the model without it."""
-    from ncodec.container import Container
-    from ncodec.image.codec import PAD
-
     img = natural_image(70, 100)
     codec = _slice_codec(tmp_path, True, 0.02)
     data = codec.encode(img, quality=3)
     assert psnr(img, codec.decode(data)) > 24
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-    x = torch.nn.functional.pad(x, (0, (-100) % PAD, 0, (-70) % PAD), mode="replicate")
-    with torch.no_grad():
-        y = codec.model.g_a(x).double() * codec._gains(3.0)[0]
-    decoded = codec.latent.decode_quantized(Container.from_bytes(data).sections, tuple(y.shape))[1] / 1024
-    assert (decoded - y).abs().max() <= 0.5 + 1e-3
+    x, y = _decodes_within_half_a_step(codec, img, data)
 
     def ideal_bits(c):      # the entropy model's ideal bits for the latent of img at quality 3
         return c.latent.compress(c.analyse(x, 3.0), level=2)[1]
@@ -326,3 +337,27 @@ def test_checkerboard_context_roundtrip(tmp_path):
     assert zero_bits == pytest.approx(ideal_bits(plain), rel=1e-9) and zero_data != plain_data
     assert np.array_equal(zero.decode(zero_data), plain.decode(plain_data))
     assert abs(bits - zero_bits) > 10
+
+
+def test_core_slices_decode_exactly_and_depend_on_the_core_alone(tmp_path):
+    """With core_slices the slices after the core are coded from the hyperprior and the core alone:
+    the stream round-trips exactly (each decoded latent value within half a step of the encoder's),
+    and changing an auxiliary slice's latent leaves the other auxiliary slice's entropy parameters
+    as they were (in the chained model it changes them)."""
+    img = natural_image(70, 100)
+    codec = _slice_codec(tmp_path, True, 0.02, core_slices=3)
+    data = codec.encode(img, quality=3)
+    assert np.array_equal(codec.decode(data), codec.decode(data)) and psnr(img, codec.decode(data)) > 20
+    y = _decodes_within_half_a_step(codec, img, data)[1]
+
+    def last_slice_params(c, shift):    # slice 4's channel-context output with slice 3's latent shifted
+        lo, hi = c.model.offsets[3], c.model.offsets[4]
+        z = y.clone()
+        z[:, lo:hi] += shift
+        hyper = torch.zeros(1, c.model.config.hyper_channels, *y.shape[2:], dtype=torch.float64)
+        buf = (torch.cat([hyper, z], dim=1) * 1024).round()
+        return c.latent.context[4](buf[:, :hyper.shape[1] + c.model.offsets[c.model.context_slices[4]]])
+
+    chained = _slice_codec(tmp_path, True, 0.02)
+    assert torch.equal(last_slice_params(codec, 3.0), last_slice_params(codec, 0.0))
+    assert not torch.equal(last_slice_params(chained, 3.0), last_slice_params(chained, 0.0))

@@ -160,3 +160,42 @@ def test_hard_quantization_codes_what_the_coder_codes_and_freezes_the_analysis_s
         assert torch.equal(state[key], before[key]), key
     for key in ("g_s.0.weight", "h_s.4.weight", "log_inv_gain"):
         assert not torch.equal(state[key], before[key]), key
+
+
+def test_reorder_channels_permutes_the_latent_and_restarts_its_readers(tmp_path):
+    """--reorder-channels --core-slices 3 --init: the exported model's transforms and gains are the
+    source's with the latent channels in saliency order (same reconstruction), the aux slices' context
+    networks read the core alone, and the networks tied to the old order start again."""
+    from ncodec.image.models import PRESETS, build_model
+    from ncodec.image.saliency import saliency_order
+    from ncodec.image.weights import export_model, load_weights
+
+    data = make_data(tmp_path / "data")
+    torch.manual_seed(0)
+    source = tmp_path / "plain.safetensors"
+    export_model(build_model(PRESETS["slice"]), source)
+    args = ["train", "image", "--arch", "slice", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1",
+            "--batch", "1", "--crop", "64", "--threads", "1", "--init", str(source), "--core-slices", "3",
+            "--reorder-channels", "--train-only", "context"]
+    weights = tmp_path / "iscs.safetensors"
+    assert main(args + ["--export", str(weights)]) == 0
+    before, after = load_weights(source).model, load_weights(weights).model
+    order = saliency_order(before)
+    assert not torch.equal(order, torch.arange(before.config.M))
+    assert after.config.core_slices == 3
+    assert torch.equal(after.g_a[-1].weight, before.g_a[-1].weight[order])
+    assert torch.equal(after.g_s[0].weight, before.g_s[0].weight[order])
+    assert torch.equal(after.log_gain, before.log_gain[:, order])
+    assert torch.equal(after.h_a[0].weight, before.h_a[0].weight[:, order])
+    core = after.config.hyper_channels + sum(after.config.slices[:3])
+    assert after.context[3][0].in_channels == after.context[4][0].in_channels == core
+    assert not torch.equal(after.lrp[0][0].weight, before.lrp[0][0].weight)     # restarted, not trained
+    assert main(args[:6] + ["--out", str(tmp_path / "bad"), "--core-slices", "5"]) == 2
+    from ncodec.errors import ModelMismatchError
+    from ncodec.image.weights import FORMAT
+    from ncodec.weightsfile import read_weights, write_weights
+    stored = read_weights(weights, FORMAT, "image model")
+    write_weights(tmp_path / "bad.safetensors", stored.tensors, {**stored.config, "core_slices": 9}, FORMAT)
+    with pytest.raises(ModelMismatchError, match="core_slices"):
+        load_weights(tmp_path / "bad.safetensors")
+    assert main([a for a in args if a not in ("--init", str(source))][:-2] + ["--out", str(tmp_path / "bad2")]) == 2

@@ -13,7 +13,8 @@ entropy model -> inverse gain -> synthesis transform):
 * ``slice``: a channel-slice context model (Minnen & Singh 2020 / ELIC-style uneven
   slices), each slice's mean and scale predicted from the hyperprior and the slices
   decoded before it, plus latent residual prediction for the reconstruction; optionally
-  with a checkerboard spatial context inside each slice (He et al. 2021, ELIC's SCCTX).
+  with a checkerboard spatial context inside each slice (He et al. 2021, ELIC's SCCTX), and
+  with auxiliary slices that depend on a salient core alone (ISCS, ``core_slices``).
 
 Every model is variable-rate through *gain units* (Cui et al. 2021): one learned gain
 vector per quality level scales the latent before quantization and its inverse scales
@@ -66,6 +67,7 @@ class ImageModelConfig:
     slices: tuple = ()          # slice model only: channels per slice, summing to M
     hyper_channels: int = 0     # slice model only: width of the shared hyper features
     checkerboard: bool = False  # slice model only: two-pass checkerboard spatial context in every slice
+    core_slices: int = 0        # slice model only: slices after the first core_slices see the core alone (0: a chain)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -550,15 +552,27 @@ class HyperpriorLatentCodec:
         return from_fixed(self.decode_quantized(sections, shape, level))
 
 
+def context_slices(config: ImageModelConfig) -> list[int]:
+    """How many slices each slice's context network reads besides the hyper features: every slice
+    before it, or with ``core_slices`` K > 0 the first K alone for the slices after them, which then
+    depend on nothing but the core and decode in parallel (ISCS's salient-core and auxiliary groups,
+    with the latent channels in saliency order: :mod:`ncodec.image.saliency`)."""
+    n, core = len(config.slices), config.core_slices
+    return list(range(n)) if core == 0 else list(range(core)) + [core] * (n - core)
+
+
 class SliceModel(ImageModel):
     """Channel-slice context model with uneven slices and latent residual prediction; with
     ``config.checkerboard`` each slice is coded in two passes (He et al. 2021, as ELIC's SCCTX):
-    the anchors from the channel context, then the rest with the anchors as spatial context too."""
+    the anchors from the channel context, then the rest with the anchors as spatial context too;
+    with ``config.core_slices`` the slices after the core see the core alone (:func:`context_slices`)."""
 
     def __init__(self, config: ImageModelConfig, decoder_only: bool = False):
         super().__init__(config, decoder_only)
         N, M, H = config.N, config.M, config.hyper_channels
         assert sum(config.slices) == M, "slice sizes must add up to M"
+        if not (isinstance(config.core_slices, int) and 0 <= config.core_slices < len(config.slices)):
+            raise ValueError(f"core_slices must be 0 to {len(config.slices) - 1}, got {config.core_slices!r}")
         self.h_a = None if decoder_only else hyper_analysis(M, N)
         self.h_s = hyper_synthesis(N, H)
         self.z_prior = None if decoder_only else _compressai()[1](N)
@@ -566,7 +580,9 @@ class SliceModel(ImageModel):
         for s in config.slices:
             offsets.append(offsets[-1] + s)
         self.offsets = offsets
-        self.context = nn.ModuleList(context_net(H + offsets[i], 2 * s) for i, s in enumerate(config.slices))
+        self.context_slices = context_slices(config)
+        self.context = nn.ModuleList(context_net(H + offsets[k], 2 * s)
+                                     for k, s in zip(self.context_slices, config.slices))
         self.lrp = nn.ModuleList(lrp_net(H + offsets[i + 1], s) for i, s in enumerate(config.slices))
         if config.checkerboard:
             self.spatial = nn.ModuleList(spatial_context_net(s) for s in config.slices)
@@ -598,7 +614,7 @@ class SliceModel(ImageModel):
         for i, s in enumerate(self.config.slices):
             y_i = y[:, self.offsets[i]:self.offsets[i + 1]]
             with torch.autocast(device_type=y.device.type, enabled=False):
-                params = self.context[i](torch.cat([hyper, *coded], dim=1))
+                params = self.context[i](torch.cat([hyper, *coded[:self.context_slices[i]]], dim=1))
                 lik, y_hat_i, y_coded_i = self._code_slice(i, y_i.float(), params, quantizer)
             liks.append(lik)
             coded.append(y_coded_i)
@@ -625,6 +641,7 @@ class SliceLatentCodec:
             self.fuse = [FixedPointNet(net) for net in model.fuse]
         self.lrp = model.lrp
         self.offsets = model.offsets
+        self.context_slices = model.context_slices
         self.gaussian = GaussianConditional()
 
     def to(self, device) -> "SliceLatentCodec":
@@ -659,7 +676,7 @@ class SliceLatentCodec:
         symbols (other positions: anything)."""
         anchors = anchor_mask(*buf.shape[2:], device=buf.device) if self.checkerboard else None
         for i, (ctx, (lo, hi)) in enumerate(zip(self.context, self._slice_channels(c))):
-            params = ctx(buf[:, :lo])
+            params = ctx(buf[:, :c + self.offsets[self.context_slices[i]]])
             means, scales = params.chunk(2, dim=1)
             if anchors is None:
                 buf[:, lo:hi] = _symbols_to_fixed(code(i, means, scales, None), means)

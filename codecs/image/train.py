@@ -63,6 +63,8 @@ class TrainOptions:
     quality_range: tuple[float, float] | None = None  # train only these qualities (1-based, inclusive)
     compile: bool = False         # run the forward pass through torch.compile (fixed crop and batch: one graph)
     checkerboard: bool = False    # slice model: add the checkerboard spatial context
+    core_slices: int = 0          # slice model: slices after the first K see the core alone (0: a chain)
+    reorder_channels: bool = False  # with init: latent channels in saliency order (ISCS); latent readers restart
     train_only: tuple[str, ...] = ()  # train only parameters under these module names; freeze the rest
     hard_quantization: bool = False   # round for rate and synthesis alike, analysis side frozen (final phase)
 
@@ -245,6 +247,14 @@ def train(opts: TrainOptions) -> Path:
         if config.arch != "slice":
             raise UsageError("--checkerboard applies to the slice model only")
         config = dataclasses.replace(config, checkerboard=True)
+    if opts.core_slices or opts.reorder_channels:
+        if config.arch != "slice":
+            raise UsageError("--core-slices and --reorder-channels apply to the slice model only")
+        if not 0 <= opts.core_slices < len(config.slices):
+            raise UsageError(f"--core-slices must be from 0 to {len(config.slices) - 1}")
+        if opts.reorder_channels and opts.init is None:
+            raise UsageError("--reorder-channels reorders a trained model: give it with --init")
+        config = dataclasses.replace(config, core_slices=opts.core_slices)
     levels = config.levels
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
@@ -281,10 +291,16 @@ def train(opts: TrainOptions) -> Path:
     elif opts.init is not None:
         from .weights import load_weights
         source_model = load_weights(opts.init).model
+        stale = ()
+        if opts.reorder_channels:
+            from .saliency import LATENT_READERS, reorder_latent_channels, saliency_order
+            reorder_latent_channels(source_model, saliency_order(source_model))
+            stale = LATENT_READERS
         source, own = source_model.state_dict(), model.state_dict()
         same_arch = source_model.config.arch == config.arch   # densities carry over only to the same model
         copied = {k: v for k, v in source.items()
-                  if k in own and own[k].shape == v.shape and (same_arch or not k.startswith("priors"))}
+                  if k in own and own[k].shape == v.shape and (same_arch or not k.startswith("priors"))
+                  and k.split(".")[0] not in stale}
         model.load_state_dict(copied, strict=False)
         print(f"warm start from {opts.init}: {len(copied)} tensors")
 
@@ -363,6 +379,13 @@ def add_arguments(p) -> None:
     p.add_argument("--checkerboard", action="store_true",
                    help="slice model: two-pass checkerboard spatial context in every slice (with --init from a "
                         "model without it, the new modules start as a no-op)")
+    p.add_argument("--core-slices", type=int, default=0, metavar="K",
+                   help="slice model: the slices after the first K depend on the hyperprior and those K alone, "
+                        "so they decode in parallel (0, the default: each slice depends on all before it)")
+    p.add_argument("--reorder-channels", action="store_true",
+                   help="slice model, with --init: put the latent channels in parameter-saliency order (most "
+                        "salient first, ISCS) before training; the slice context and residual-prediction "
+                        "networks start again")
     p.add_argument("--train-only", default="", metavar="MODULES",
                    help="train only these top-level modules (comma-separated, e.g. spatial,fuse for a context "
                         "grafted onto a trained model); the rest stays frozen and no gradient flows through it")
@@ -380,7 +403,7 @@ def run(a) -> int:
                        init=Path(a.init) if a.init else None, threads=a.threads, seed=a.seed,
                        prior_lr_scale=a.prior_lr_scale, prior_warmup=a.prior_warmup, amp=a.amp,
                        quality_range=tuple(a.quality_range) if a.quality_range else None, compile=a.compile,
-                       checkerboard=a.checkerboard,
+                       checkerboard=a.checkerboard, core_slices=a.core_slices, reorder_channels=a.reorder_channels,
                        train_only=tuple(m for m in a.train_only.split(",") if m),
                        hard_quantization=a.hard_quantization))
     return 0
