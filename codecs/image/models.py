@@ -556,8 +556,11 @@ def context_slices(config: ImageModelConfig) -> list[int]:
     """How many slices each slice's context network reads besides the hyper features: every slice
     before it, or with ``core_slices`` K > 0 the first K alone for the slices after them, which then
     depend on nothing but the core and decode in parallel (ISCS's salient-core and auxiliary groups,
-    with the latent channels in saliency order: :mod:`ncodec.image.saliency`)."""
+    with the latent channels in saliency order: :mod:`ncodec.image.saliency`).  ValueError for a
+    ``core_slices`` that leaves no slice after the core."""
     n, core = len(config.slices), config.core_slices
+    if not (isinstance(core, int) and 0 <= core < n):
+        raise ValueError(f"core_slices must be 0 to {n - 1}, got {core!r}")
     return list(range(n)) if core == 0 else list(range(core)) + [core] * (n - core)
 
 
@@ -571,8 +574,6 @@ class SliceModel(ImageModel):
         super().__init__(config, decoder_only)
         N, M, H = config.N, config.M, config.hyper_channels
         assert sum(config.slices) == M, "slice sizes must add up to M"
-        if not (isinstance(config.core_slices, int) and 0 <= config.core_slices < len(config.slices)):
-            raise ValueError(f"core_slices must be 0 to {len(config.slices) - 1}, got {config.core_slices!r}")
         self.h_a = None if decoder_only else hyper_analysis(M, N)
         self.h_s = hyper_synthesis(N, H)
         self.z_prior = None if decoder_only else _compressai()[1](N)

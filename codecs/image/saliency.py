@@ -89,12 +89,9 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    import torch.nn.functional as F
-
-    from .codec import PAD
-    from .io import read_image
-    from .weights import load_weights
+    from ..api import load_codec
     from ..registry import assets_dir
+    from .io import read_image
 
     p = argparse.ArgumentParser(prog="python -m ncodec.image.saliency", description=main.__doc__)
     p.add_argument("images", nargs="+")
@@ -102,18 +99,15 @@ def main(argv=None) -> int:
     p.add_argument("--quality", type=float, default=3.0)
     p.add_argument("--crop", type=int, nargs=4, metavar=("TOP", "LEFT", "H", "W"), default=None)
     a = p.parse_args(argv)
-    model = load_weights(a.weights).model
-    added = 0
+    codec = load_codec("slice", "cpu", weights=a.weights)
+    model, added = codec.model, 0
     for path in a.images:
         rgb = read_image(path)[:, :, :3]
-        if rgb.shape[2] == 1:
-            rgb = np.repeat(rgb, 3, axis=2)
         if a.crop:
             top, left, h, w = a.crop
             rgb = rgb[top:top + h, left:left + w]
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
-        x = F.pad(x, (0, (-x.shape[3]) % PAD, 0, (-x.shape[2]) % PAD), mode="replicate")
-        added = added + measured_importance(model, x, a.quality)
+        rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+        added = added + measured_importance(model, codec.padded_input(rgb), a.quality)
     saliency, m = channel_saliency(model), model.config.M
     top = min(64, m)
     print(f"Spearman, saliency against measured importance: {rank_correlation(saliency, added):.3f}; "

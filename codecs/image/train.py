@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..errors import InputError, UsageError
 from ..latent import hard_quantizer
 from ..training import RDOptimizer, TrainingLoop, export, run_folder
-from .models import PRESETS, ImageModelConfig, build_model
+from .models import PRESETS, ImageModelConfig, build_model, context_slices
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 IMAGE_ARCHS = [name for name, config in PRESETS.items() if config.dims == 2]
@@ -250,11 +250,13 @@ def train(opts: TrainOptions) -> Path:
     if opts.core_slices or opts.reorder_channels:
         if config.arch != "slice":
             raise UsageError("--core-slices and --reorder-channels apply to the slice model only")
-        if not 0 <= opts.core_slices < len(config.slices):
-            raise UsageError(f"--core-slices must be from 0 to {len(config.slices) - 1}")
         if opts.reorder_channels and opts.init is None:
             raise UsageError("--reorder-channels reorders a trained model: give it with --init")
         config = dataclasses.replace(config, core_slices=opts.core_slices)
+        try:
+            context_slices(config)
+        except ValueError as exc:
+            raise UsageError(f"--core-slices: {exc}") from None
     levels = config.levels
     q_lo, q_hi = (1.0, float(levels)) if opts.quality_range is None else opts.quality_range
     if not 1 <= q_lo <= q_hi <= levels:
