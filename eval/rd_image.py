@@ -5,6 +5,7 @@ Writes one JSON per codec in CompressAI's results layout, plus a Bjøntegaard-de
 ncodec's learned codecs run in this process through the public API only (``ncodec.load_codec``)."""
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import inspect
@@ -153,6 +154,14 @@ class ConfiguredCodec:
     def encode(self, image, quality):
         return self.codec.encode(image, quality=quality, **self.options)
 
+    def with_checkpoint(self, path: Path) -> "ConfiguredCodec":
+        """The same codec, its fit saved to and resumed from ``path`` (the codecs fitted per image)."""
+        if "preset" not in self.options:
+            return self
+        out = copy.copy(self)
+        out.options = {**self.options, "checkpoint": str(path)}
+        return out
+
     def decode(self, data):
         return self.codec.decode(data)
 
@@ -219,7 +228,7 @@ def _describe(name: str, codec) -> str:
 def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image: bool = False,
                    anchor: str | None = "avif", workers: int = 2, progress: bool = True,
                    reference_jsons: list[Path] = (), qualities: dict[str, list[float]] | None = None,
-                   cluster: str | None = None) -> dict:
+                   cluster: str | None = None, checkpoint_dir: Path | None = None) -> dict:
     """Sweep ``codecs`` over every image of ``image_dir`` and write the results into ``out_dir``.
 
     ``codecs`` holds classical names (jpeg, webp, avif, jpeg2000, jxl), ``ncodec:NAME``, ``ncodec:*``
@@ -231,7 +240,10 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     processes (their timings then share the CPU; 0 runs them here); ncodec codecs run here, one
     image at a time, or as jobs on the Dask ``cluster`` at that scheduler address.
     ``reference_jsons`` adds published curves (see :func:`read_curves`) to the BD table, whose anchor
-    may be a measured codec or a reference curve (None: no table).
+    may be a measured codec or a reference curve (None: no table). With ``checkpoint_dir``, the fits
+    of the codecs fitted per image (``ncodec:overfit+PRESET``) are saved there, one file per image,
+    codec and quality, and resumed from it: an interrupted sweep goes on where it stopped (a resumed
+    point's encoding time counts only the part run after resuming).
 
     Returns ``{"images": n, "json": {codec: path}, "curves": {name: results}, "bdrate": rows}``."""
     if workers < 0:
@@ -258,14 +270,21 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     pooled = [n for n in loaded if workers and not n.startswith(NCODEC_PREFIX)]
     in_process = [n for n in loaded if n not in pooled]
     images = [read_image(p) for p in paths] if in_process else []
+    if cluster and checkpoint_dir is not None:
+        raise ValueError("checkpoints are for sweeps run here, not on a cluster")
     if cluster and in_process:
         _measure_on_cluster(cluster, in_process, sweeps, paths, images, rows, bar)
         in_process = []
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     for name in in_process:
         bar.set_description(name)
         for q in sweeps[name]:
             for p, img in zip(paths, images):
-                rows[name].append({"image": p.name, "quality": q, **measure(loaded[name], img, q)})
+                codec = loaded[name]
+                if checkpoint_dir is not None and isinstance(codec, ConfiguredCodec):
+                    codec = codec.with_checkpoint(Path(checkpoint_dir) / f"{p.stem}-{name.replace(':', '-')}-q{q:g}.pt")
+                rows[name].append({"image": p.name, "quality": q, **measure(codec, img, q)})
                 bar.update(1)
     if pooled:
         bar.set_description(", ".join(pooled))
@@ -334,6 +353,8 @@ def add_arguments(p) -> None:
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="run the ncodec measurements on the Dask cluster whose scheduler is at ADDRESS "
                         "(e.g. tcp://host:8786; workers need ncodec installed)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="resumable sweeps of ncodec:overfit+PRESET: every fit is saved to and resumed from DIR")
     p.add_argument("--reference", nargs="*", default=[], help="extra CompressAI-layout JSON curves")
     p.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="this codec's sweep instead of its default one (repeatable), e.g. ncodec:hyperprior=1,2,4,6")
@@ -390,7 +411,9 @@ def run(a) -> int:
     try:
         summary = run_image_eval(folder, codecs, Path(a.out), per_image=a.per_image,
                                  anchor=a.anchor or default_anchor(codecs, a.reference), workers=a.workers,
-                                 cluster=a.cluster, reference_jsons=[Path(r) for r in a.reference], qualities=parse_qualities(a.qualities))
+                                 cluster=a.cluster, reference_jsons=[Path(r) for r in a.reference],
+                                 qualities=parse_qualities(a.qualities),
+                                 checkpoint_dir=Path(a.checkpoint_dir) if a.checkpoint_dir else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = Path(a.out) / "bdrate.md"

@@ -100,10 +100,13 @@ def _write_curve(out_dir: Path, name: str, description: str, points: list[dict])
     return results
 
 
-def _curve_name(codec: str, preset: str, bits: int | None, epochs: int | None, qat_epochs: int | None) -> str:
-    """Name of a NeRV/HNeRV curve (and of its JSON file): codec, preset, and the settings given beside it."""
+def _curve_name(codec: str, preset: str, bits: int | None, epochs: int | None, qat_epochs: int | None,
+                options: dict | None = None) -> str:
+    """Name of a NeRV/HNeRV curve (and of its JSON file): codec, preset, and the settings given beside
+    it (architecture options as ``-time32``, ``-local16``, ``-affine16``, ``-residual``)."""
+    arch = "".join(f"-{k.split('_')[0]}" + (str(v) if k != "residual" else "") for k, v in (options or {}).items() if v)
     return (f"{codec}-{preset}" + (f"-{bits}bit" if bits else "") + (f"-e{epochs}" if epochs else "")
-            + (f"-qat{qat_epochs}" if qat_epochs is not None else ""))
+            + (f"-qat{qat_epochs}" if qat_epochs is not None else "") + arch)
 
 
 def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list[float] = (2, 3, 4, 5),
@@ -111,10 +114,11 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list
                    epochs: int | None = None, qat_epochs: int | None = None, max_frames: int | None = None,
                    crop: tuple[int, int] | None = None, resize: tuple[int, int] | None = None,
                    checkpoint_dir: Path | None = None, device: str | None = None, anchor: str | None = "libx264",
-                   progress: bool = True) -> dict:
+                   progress: bool = True, arch_options: dict | None = None) -> dict:
     """Sweep the codecs over one clip and write JSON curves, BD tables and a plot into ``out_dir``.
     NeRV/HNeRV points: one per quality at ``preset`` (or per model size in ``sizes``), per bit depth
-    in ``bits`` (default: the codec's); ``epochs`` and ``qat_epochs`` override the preset's."""
+    in ``bits`` (default: the codec's); ``epochs`` and ``qat_epochs`` override the preset's;
+    ``arch_options``: architecture options of the video codec (:data:`~ncodec.video.models.OPTIONS`)."""
     import ncodec
     from ncodec.video.io import read_video
     from ncodec.video.io import resize as resize_video
@@ -125,7 +129,7 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list
     key = "size" if sizes else "quality"
     jobs = [(c, v, b) for c in codecs if c in NCODEC_CODECS for v in (sizes or qualities) for b in (bits or [None])]
     made = [c for c in codecs if c in CLASSICAL] + list(dict.fromkeys(
-        _curve_name(c, preset, b, epochs, qat_epochs) for c, _, b in jobs))
+        _curve_name(c, preset, b, epochs, qat_epochs, arch_options) for c, _, b in jobs))
     if anchor is not None and anchor not in made:     # refuse before hours of fitting, not after
         raise ValueError(f"anchor {anchor!r} is not among this sweep's curves: {', '.join(made)}")
     jobs += [(c, crf, None) for c in codecs if c in CLASSICAL for crf in CLASSICAL[c][0]]
@@ -143,9 +147,9 @@ def run_video_eval(clip: Path, codecs: list[str], out_dir: Path, qualities: list
             bar.set_description(f"{name} CRF {setting}")
             points.setdefault(name, []).append(classical_point(video.frames, video.fps, name, setting))
             continue
-        curve = _curve_name(name, preset, b, epochs, qat_epochs)
+        curve = _curve_name(name, preset, b, epochs, qat_epochs, arch_options)
         bar.set_description(f"{curve} {key} {setting}")
-        given = {"bits": b, "embed_bits": b, "epochs": epochs, "qat_epochs": qat_epochs}
+        given = {"bits": b, "embed_bits": b, "epochs": epochs, "qat_epochs": qat_epochs, **(arch_options or {})}
         options = {key: setting, "preset": preset, "progress": False,
                    **{k: v for k, v in given.items() if v is not None}}
         if checkpoint_dir is not None:
@@ -177,6 +181,12 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", default=None, help="comma-separated weight/embedding bit depths (default: the codec's)")
     p.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the preset's)")
     p.add_argument("--qat-epochs", type=int, default=None, help="quantisation-aware epochs (default: the preset's)")
+    p.add_argument("--time-knots", type=int, default=None, help="NeRV: temporal feature grids (see ncodec encode)")
+    p.add_argument("--local-knots", type=int, default=None, help="hnerv/nerv: local encodings (see ncodec encode)")
+    p.add_argument("--affine-knots", type=int, default=None,
+                   help="hnerv/nerv: temporal affine transforms (see ncodec encode)")
+    p.add_argument("--residual", action="store_const", const=1, default=None,
+                   help="hnerv/nerv: NeRV++ residual blocks and bilinear skips")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--crop", default=None, help="centre crop WxH before coding (e.g. 1280x640)")
     p.add_argument("--resize", default=None, help="resample to WxH before coding (after any crop)")
@@ -202,10 +212,10 @@ def _numbers(text: str | None, kind, flag: str) -> list | None:
 
 
 def default_anchor(codecs: list[str], preset: str = "medium", bits: int | None = None, epochs: int | None = None,
-                   qat_epochs: int | None = None) -> str:
+                   qat_epochs: int | None = None, arch_options: dict | None = None) -> str:
     """The BD-rate anchor among ``codecs``: libx264, else the first classical codec, else the first
     codec's curve (with the given settings)."""
-    names = [c if c in CLASSICAL else _curve_name(c, preset, bits, epochs, qat_epochs) for c in codecs]
+    names = [c if c in CLASSICAL else _curve_name(c, preset, bits, epochs, qat_epochs, arch_options) for c in codecs]
     return bdrate.default_anchor(names, CLASSICAL, "libx264")
 
 
@@ -213,6 +223,7 @@ def run(a) -> int:
     """``ncodec eval video``: sweep, write JSON, tables and plot, print the tables."""
     from ncodec.errors import check_input
     from ncodec.video.io import parse_wxh
+    from ncodec.video.models import OPTIONS
 
     clip = check_input(a.clip, folder=Path(a.clip).is_dir())
     codecs = [c for c in a.codecs.split(",") if c]
@@ -222,10 +233,12 @@ def run(a) -> int:
     size = parse_wxh(a.resize, "--resize") if a.resize else None
     qualities, bits = _numbers(a.qualities, float, "--qualities"), _numbers(a.bits, int, "--bits")
     sizes = [s for s in a.sizes.split(",") if s] if a.sizes else None
+    arch_options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k) is not None}
     try:
         run_video_eval(clip, codecs, Path(a.out), qualities, a.preset, sizes, bits, a.epochs, a.qat_epochs,
                        a.max_frames, crop, size, Path(a.checkpoint_dir) if a.checkpoint_dir else None, a.device,
-                       a.anchor or default_anchor(codecs, a.preset, bits and bits[0], a.epochs, a.qat_epochs))
+                       a.anchor or default_anchor(codecs, a.preset, bits and bits[0], a.epochs, a.qat_epochs,
+                                                  arch_options), arch_options=arch_options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if (Path(a.out) / "bdrate.md").exists():

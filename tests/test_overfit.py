@@ -202,6 +202,34 @@ def test_cluster_encodes_a_folder_to_the_same_bytes(tmp_path):
         assert (tmp_path / "local" / f"{i}.ncz").read_bytes() == (tmp_path / "remote" / f"{i}.ncz").read_bytes()
 
 
+def test_eval_sweep_resumes_its_fits_from_checkpoints(tmp_path, monkeypatch):
+    """``ncodec eval image --checkpoint-dir``: one checkpoint per image, codec and quality; a second
+    sweep takes the finished fits from them (no fitting step runs) and measures the same streams."""
+    import json
+
+    from PIL import Image
+
+    from ncodec.eval.rd_image import run_image_eval
+
+    monkeypatch.setitem(fitting.PRESETS, "fast", TINY)
+    photos, ckpt = tmp_path / "photos", tmp_path / "ckpt"
+    photos.mkdir()
+    Image.fromarray(natural_image(12, 16)).save(photos / "p.png")
+    sweep = dict(anchor=None, workers=0, progress=False, qualities={"ncodec:overfit+fast": [2]}, checkpoint_dir=ckpt)
+    run_image_eval(photos, ["ncodec:overfit+fast"], tmp_path / "a", per_image=True, **sweep)
+    assert [p.name for p in ckpt.iterdir()] == ["p-ncodec-overfit+fast-q2.pt"]
+
+    def no_fitting(*args):
+        raise AssertionError("a finished fit was run again")
+
+    monkeypatch.setattr(fitting, "_step", no_fitting)
+    run_image_eval(photos, ["ncodec:overfit+fast"], tmp_path / "b", per_image=True, **sweep)
+    first, second = (json.loads((tmp_path / d / "ncodec-overfit+fast.json").read_text())["per_image"][0] for d in "ab")
+    assert first["bytes"] == second["bytes"] and first["psnr-rgb"] == second["psnr-rgb"]
+    with pytest.raises(ValueError, match="cluster"):
+        run_image_eval(photos, ["ncodec:overfit+fast"], tmp_path / "c", cluster="tcp://127.0.0.1:9", **sweep)
+
+
 def test_unreachable_cluster_is_a_clear_error(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     from ncodec import cluster

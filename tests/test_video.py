@@ -116,6 +116,34 @@ def test_damaged_streams_raise(coded):
         pass
 
 
+@pytest.mark.parametrize("arch, options", [("nerv", {"time_knots": 4, "local_knots": 3, "residual": 1}),
+                                           ("hnerv", {"local_knots": 2, "affine_knots": 3, "residual": 1})])
+def test_architecture_options_decode_exactly(clip, arch, options):
+    """Temporal grids, local encodings, affine transforms and NeRV++ blocks: the stream records them, builds the same
+    decoder from them (exact decode) and refuses them damaged; without them the fields, and so
+    the architecture digest of older streams, are unchanged."""
+    codec = VideoCodec(arch, "cpu")
+    encoded = codec.encode_and_reconstruct(clip, **FAST, **options)
+    c = Container.from_bytes(encoded.data)
+    assert {k: c.fields[k] for k in options} == options
+    assert np.array_equal(codec.decode(encoded.data).frames, encoded.reconstruction)
+    assert psnr(clip.frames, encoded.reconstruction) > 21.0
+    tensors = read_tensors(c)
+    assert any(n.endswith(".local") for n in tensors) and any(".residual." in n for n in tensors)
+    assert (NERV_STEM in tensors) == (arch == "hnerv") and ("time_grids.0" in tensors) == (arch == "nerv")
+    for k in options:
+        damaged = Container(c.codec, c.model, c.weights_digest, {**c.fields, k: 9999}, c.sections)
+        with pytest.raises(CorruptStreamError):
+            codec.decode(damaged.to_bytes())
+    assert not set(options) & set(solve_config(arch, 12_000, 6, 32, 48).to_fields())
+    assert ("blocks.0.affine" in tensors) == ("affine_knots" in options)
+    for bad in ({"time_knots": 1}, {"local_knots": -2}, {"affine_knots": 1}, {"residual": 2}, {"time_knots": "many"}):
+        with pytest.raises(UsageError):
+            VideoCodec("nerv", "cpu").encode(clip, **FAST, **bad)
+    with pytest.raises(UsageError):
+        VideoCodec("hnerv", "cpu").encode(clip, **FAST, time_knots=4)
+
+
 def test_quality_sets_the_model_size_and_the_preset_the_fit(clip):
     """Higher quality: a larger network and a larger stream.  The preset's epochs are what the
     stream records unless given; a quality below the smallest network gets the smallest."""

@@ -22,9 +22,10 @@ def test_sweep_writes_curves_tables_and_plot(tmp_path):
     with pytest.raises(ValueError, match="anchor"):      # refused before any fitting
         run_video_eval(src, ["nerv", "libx264"], tmp_path / "out", sizes=["10k"], epochs=2, anchor="libx265")
     summary = run_video_eval(src, ["nerv", "libx264"], tmp_path / "out", sizes=["10k", "16k"], bits=[8], epochs=2,
-                             progress=False, checkpoint_dir=tmp_path / "new" / "ckpt")
+                             progress=False, checkpoint_dir=tmp_path / "new" / "ckpt",
+                             arch_options={"local_knots": 2, "residual": 1})
     out = tmp_path / "out"
-    for name in ("nerv-medium-8bit-e2", "libx264"):
+    for name in ("nerv-medium-8bit-e2-local2-residual", "libx264"):
         doc = json.loads((out / f"{name}.json").read_text())
         assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"]) and "psnr-y" in doc["results"]
     assert (out / "bdrate.md").exists() and (out / "rd.png").stat().st_size > 0

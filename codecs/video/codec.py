@@ -24,9 +24,10 @@ from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageEr
 from ..training import named_preset
 from .bitstream import (MIN_BITS, QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors,
                         quantize_tensor, read_table)
-from .fit import embed_frames, finetune, fit, frame_inputs, prune_masks
+from .fit import embed_frames, finetune, fit, prune_masks
 from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
-from .models import ARCHS, MAX_FC_DIM, STRIDE_CHOICES, Decoder, INRConfig, parse_size, solve_config
+from .models import (ARCHS, MAX_FC_DIM, MAX_KNOTS, OPTIONS, STRIDE_CHOICES, Decoder, INRConfig, parse_size,
+                     solve_config)
 
 EMBEDDINGS = "embeddings"
 NERV_STEM = "stem.weight"   # 12-30 % of NeRV's values; quantised with one bit fewer than --bits (measured)
@@ -58,7 +59,8 @@ DEFAULT_QUALITY = 3.0
 PARAMS_PER_PIXEL = 0.01     # stored values per pixel of the clip at quality 1; doubling with every quality step
 DEFAULTS = {"size": None, "preset": None, "epochs": None, "qat_epochs": None, "seed": 0, "lr": 3e-3,
             "batch_size": 2, "bits": 6, "embed_bits": 6, "prune": 0.0, "prune_epochs": 0, "checkpoint": None,
-            "progress": True}
+            "progress": True, "time_knots": 0, "local_knots": 0, "affine_knots": 0,
+            "residual": 0}
 
 
 def quality_params(quality: float, frames: int, height: int, width: int) -> int:
@@ -94,13 +96,18 @@ def _settings(arch: str, options: dict, quality: float | None, shape: tuple[int,
     if s["params"] > MAX_STORED_PARAMS:
         raise UsageError(f"model size {s['params']} is above the {MAX_STORED_PARAMS} values a video stream may hold")
     for key, lo, hi in (("epochs", 1, 1_000_000), ("bits", 2, 16), ("embed_bits", 2, 16), ("batch_size", 1, 4096),
-                        ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000)):
+                        ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000), ("time_knots", 0, MAX_KNOTS),
+                        ("local_knots", 0, MAX_KNOTS), ("affine_knots", 0, MAX_KNOTS), ("residual", 0, 1)):
         if not isinstance(s[key], int) or not lo <= s[key] <= hi:
             raise UsageError(f"{key.replace('_', '-')} must be an integer in {lo}..{hi}")
     if not 0 <= s["prune"] < 1:
         raise UsageError("prune must be a fraction in [0, 1)")
     if not 0 < s["lr"] < 1:
         raise UsageError("lr must be in (0, 1)")
+    if s["time_knots"] and arch != "nerv":
+        raise UsageError("time-knots replaces NeRV's positional encoding; it is an option of nerv only")
+    if 1 in (s["time_knots"], s["local_knots"], s["affine_knots"]):
+        raise UsageError("time-knots, local-knots and affine-knots need at least 2 knots (0 turns them off)")
     return s
 
 
@@ -113,7 +120,7 @@ def synthesize(decoder: Decoder, embeddings: torch.Tensor | None, height: int, w
     out = np.empty((cfg.frames, height, width, 3), dtype=np.uint8)
     for start in range(0, cfg.frames, batch):
         idx = torch.arange(start, min(start + batch, cfg.frames), device=device)
-        x = decoder(frame_inputs(cfg, embeddings, idx))[:, :, :height, :width]
+        x = decoder(idx, embeddings[idx] if embeddings is not None else None)[:, :, :height, :width]
         out[start:start + len(idx)] = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return out
 
@@ -131,13 +138,16 @@ def _check_config(c: Container) -> tuple[INRConfig, int, int]:
     names = ("frames", "height", "width", "fc_dim", "embed_dim", "ks_min", "ks_max", "reduce_permille",
              "lower_width", "pe_levels", "pe_base_permille")
     values = {k: c.require(k) for k in names}
+    values.update({k: c.require(k) for k in OPTIONS if k in c.fields})
     strides = c.require("strides", list)
     h, w = c.require("h"), c.require("w")
     ok = (1 <= values["frames"] <= MAX_FRAMES and 1 <= len(strides) <= 6
           and all(s in STRIDE_CHOICES for s in strides) and 1 <= values["fc_dim"] <= MAX_FC_DIM
           and 1 <= values["embed_dim"] <= 256 and 1 <= values["ks_min"] <= values["ks_max"] <= 9
           and 1000 <= values["reduce_permille"] <= 4000 and 1 <= values["lower_width"] <= MAX_FC_DIM
-          and 1 <= values["pe_levels"] <= 256 and 1000 <= values["pe_base_permille"] <= 4000)
+          and 1 <= values["pe_levels"] <= 256 and 1000 <= values["pe_base_permille"] <= 4000
+          and all(2 <= values.get(k, 2) <= MAX_KNOTS for k in ("time_knots", "local_knots", "affine_knots"))
+          and values.get("residual", 1) == 1 and (c.model == "nerv" or "time_knots" not in values))
     if ok:
         s = int(np.prod(strides))
         ok = (values["height"] % s == 0 and values["width"] % s == 0 and 0 < values["height"] <= 2 * MAX_SIDE
@@ -193,7 +203,8 @@ class VideoCodec:
         video = _as_video(data)
         t, h, w = video.shape
         s = _settings(self.name, options, quality, video.shape)
-        cfg = solve_config(self.name, s["params"], t, h, w, smallest_if_below=s["size"] is None)
+        cfg = solve_config(self.name, s["params"], t, h, w, smallest_if_below=s["size"] is None,
+                           **{k: s[k] for k in OPTIONS})
         model, _ = fit(cfg, video.frames, s["epochs"], s["lr"], s["batch_size"], s["seed"], self.device,
                        Path(s["checkpoint"]) if s["checkpoint"] else None, s["progress"])
         embeddings = embed_frames(model, video.frames, self.device)

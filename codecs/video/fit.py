@@ -27,7 +27,7 @@ from ..checkpoints import CheckpointFile
 from ..errors import UsageError
 from ..training import TrainingLoop, bf16_pays, set_lr, warmup_cosine_lr
 from .bitstream import fake_quantize
-from .models import Decoder, INRConfig, VideoINR, positional_encoding
+from .models import Decoder, INRConfig, VideoINR
 
 CHECKPOINT_SECONDS = 120.0   # the main fit's checkpoint period
 
@@ -188,13 +188,6 @@ def fit(cfg: INRConfig, frames: np.ndarray, epochs: int, lr: float, batch_size: 
     return model, mse
 
 
-def frame_inputs(cfg: INRConfig, embeddings: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
-    """The stored decoder's input for frames ``index``: their embeddings (HNeRV) or positions (NeRV)."""
-    if embeddings is not None:
-        return embeddings[index]
-    return positional_encoding(index.float() / cfg.frames, cfg)
-
-
 def finetune(decoder: Decoder, embeddings: torch.Tensor | None, frames: np.ndarray, epochs: int, lr: float,
              seed: int, device: torch.device, masks: dict[str, torch.Tensor] | None = None,
              quant: dict[str, tuple[int, bool]] | None = None, desc: str = "fine-tune",
@@ -214,7 +207,7 @@ def finetune(decoder: Decoder, embeddings: torch.Tensor | None, frames: np.ndarr
         z = embeddings
         if z is not None and quant and "embeddings" in quant:
             z = fake_quantize(z, *quant["embeddings"])
-        return functional_call(decoder, weights, (frame_inputs(cfg, z, idx),))
+        return functional_call(decoder, weights, (idx, z[idx] if z is not None else None))
 
     def apply_masks():
         with torch.no_grad():

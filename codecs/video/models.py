@@ -12,6 +12,20 @@ the output (``ks_min + 2 i``, capped at ``ks_max``) while widths shrink by ``red
   convolutional encoder from the frame itself; the stem is a 1x1 convolution.  The embeddings are
   stored in the stream, the encoder is not.
 
+Options from the papers that followed, each off by default (see docs/models.md for what they gave):
+
+* ``time_knots`` (NeRV, after HiNeRV's temporal grids): the stem's input is no longer a positional
+  encoding through a linear layer but learned feature grids over time, at ``time_knots`` knots and
+  every coarser halving down to two, each linearly interpolated at the frame's time and summed.
+* ``local_knots`` (HiNeRV's hierarchical encodings): every upsampling block adds a learned
+  encoding of the position inside its ``stride x stride`` patch, interpolated over ``local_knots``
+  knots in time, before its activation.
+* ``affine_knots`` (Boosting-NeRV's temporal affine transform): every upsampling block scales and
+  shifts each output channel by a learned, time-dependent amount (interpolated over
+  ``affine_knots`` knots) before its activation.
+* ``residual`` (NeRV++): every upsampling block is followed by a separable-convolution residual
+  block, and gets a bilinear skip from its input (its first channels, upsampled).
+
 :func:`solve_config` picks ``fc_dim`` so that the stored parameters (decoder, plus embeddings
 for HNeRV) meet a budget, the role of HNeRV's model-size solver; it searches the exact count
 rather than solving an approximate quadratic.
@@ -30,6 +44,8 @@ import torch.nn.functional as F
 from ..errors import UsageError
 
 ARCHS = ("nerv", "hnerv")
+OPTIONS = ("time_knots", "local_knots", "affine_knots", "residual")   # INRConfig fields that are off (0) by default
+MAX_KNOTS = 4096
 STRIDE_CHOICES = (5, 4, 3, 2)
 MAX_FC_DIM = 4096
 
@@ -51,6 +67,10 @@ class INRConfig:
     lower_width: int = 12
     pe_levels: int = 40         # NeRV: sin/cos pairs of the positional encoding (40 measured against 80 and 20)
     pe_base_permille: int = 1250
+    time_knots: int = 0         # options (see the module docstring): 0 is off
+    local_knots: int = 0
+    affine_knots: int = 0
+    residual: int = 0
 
     @property
     def total_stride(self) -> int:
@@ -71,9 +91,22 @@ class INRConfig:
     def kernel(self, stage: int) -> int:
         return min(self.ks_min + 2 * stage, self.ks_max)
 
+    def time_levels(self) -> list[int]:
+        """Knots of each temporal grid (``time_knots`` halved down to two); empty when off."""
+        out, k = [], self.time_knots
+        while k >= 2:
+            out.append(k)
+            k //= 2
+        return out
+
     def to_fields(self) -> dict:
+        """The config as container fields; options at their default are left out (streams made
+        before they existed keep their digest)."""
         d = asdict(self)
         d["strides"] = list(self.strides)
+        for name in OPTIONS:
+            if not d[name]:
+                del d[name]
         return d
 
     def digest(self) -> bytes:
@@ -163,16 +196,44 @@ def positional_encoding(t: torch.Tensor, cfg: INRConfig) -> torch.Tensor:
     return torch.cat([torch.sin(v), torch.cos(v)], dim=1)
 
 
-class UpBlock(nn.Module):
-    """Convolution to ``c_out * stride**2`` channels, pixel shuffle by ``stride``, GELU."""
+def interpolate_time(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Rows of ``grid`` (knots x ...) linearly interpolated at times ``t`` in [0, 1]: (B, ...)."""
+    pos = t.float().clamp(0, 1) * (grid.shape[0] - 1)
+    lo = pos.floor().long().clamp(max=grid.shape[0] - 2)
+    frac = (pos - lo).view(-1, *[1] * (grid.dim() - 1)).to(grid.dtype)
+    return grid[lo] * (1 - frac) + grid[lo + 1] * frac
 
-    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int):
+
+class UpBlock(nn.Module):
+    """Convolution to ``c_out * stride**2`` channels, pixel shuffle by ``stride``, GELU; with the
+    options, a local encoding and a temporal affine transform before the GELU, a bilinear skip and
+    a residual block after."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, local_knots: int = 0, affine_knots: int = 0,
+                 residual: int = 0):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
-        self.stride = stride
+        self.stride, self.c_out = stride, c_out
+        self.local = nn.Parameter(torch.zeros(local_knots, c_out, stride, stride)) if local_knots else None
+        self.affine = nn.Parameter(torch.zeros(affine_knots, 2, c_out)) if affine_knots else None
+        self.residual = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out), nn.Conv2d(c_out, c_out, 1),
+                                      nn.GELU()) if residual else None
 
-    def forward(self, x):
-        return F.gelu(F.pixel_shuffle(self.conv(x), self.stride))
+    def forward(self, x, t: torch.Tensor):
+        """``t``: the frames' times in [0, 1] (read by the local encodings and the affine transform)."""
+        y = self.conv(x)
+        if self.local is not None:        # a per-channel bias before the shuffle: tiled over the patches after it
+            y = y + interpolate_time(self.local, t).reshape(len(t), -1, 1, 1)
+        y = F.pixel_shuffle(y, self.stride)
+        if self.affine is not None:
+            scale, shift = interpolate_time(self.affine, t)[:, :, :, None, None].unbind(1)
+            y = y * (1 + scale) + shift
+        y = F.gelu(y)
+        if self.residual is not None:
+            skip = x[:, :self.c_out]           # widths never grow from block to block
+            y = y + F.interpolate(skip, scale_factor=self.stride, mode="bilinear", align_corners=False)
+            y = y + self.residual(y)
+        return y
 
 
 class Decoder(nn.Module):
@@ -183,23 +244,30 @@ class Decoder(nn.Module):
         self.cfg = cfg
         gh, gw = cfg.grid
         widths = cfg.widths()
-        if cfg.arch == "nerv":
-            self.stem = nn.Linear(2 * cfg.pe_levels, cfg.fc_dim * gh * gw)
-        else:
+        if cfg.arch == "hnerv":
             self.stem = nn.Conv2d(cfg.embed_dim, cfg.fc_dim, 1)
-        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], s, cfg.kernel(i))
-                                    for i, s in enumerate(cfg.strides))
+        elif cfg.time_knots:
+            self.time_grids = nn.ParameterList(nn.Parameter(torch.randn(k, cfg.fc_dim, gh, gw) * 0.1)
+                                               for k in cfg.time_levels())
+        else:
+            self.stem = nn.Linear(2 * cfg.pe_levels, cfg.fc_dim * gh * gw)
+        self.blocks = nn.ModuleList(
+            UpBlock(widths[i], widths[i + 1], s, cfg.kernel(i), cfg.local_knots, cfg.affine_knots, cfg.residual)
+            for i, s in enumerate(cfg.strides))
         self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (B, 2 * pe_levels) for NeRV, (B, embed_dim, grid_h, grid_w) for HNeRV."""
-        if self.cfg.arch == "nerv":
-            gh, gw = self.cfg.grid
-            x = F.gelu(self.stem(z)).view(z.shape[0], self.cfg.fc_dim, gh, gw)
+    def forward(self, index: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames ``index`` (B,); HNeRV: their embeddings (B, embed_dim, grid_h, grid_w)."""
+        cfg = self.cfg
+        t = index.float() / max(cfg.frames - 1, 1)
+        if cfg.arch == "hnerv":
+            x = F.gelu(self.stem(embeddings))
+        elif cfg.time_knots:
+            x = F.gelu(sum(interpolate_time(g, t) for g in self.time_grids))
         else:
-            x = F.gelu(self.stem(z))
+            x = F.gelu(self.stem(positional_encoding(index.float() / cfg.frames, cfg))).view(-1, cfg.fc_dim, *cfg.grid)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, t)
         return torch.tanh(self.head(x)) * 0.5 + 0.5
 
 
@@ -238,11 +306,6 @@ class VideoINR(nn.Module):
         self.decoder = Decoder(cfg)
         self.encoder = FrameEncoder(cfg) if cfg.arch == "hnerv" else None
 
-    def frame_inputs(self, frames: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
-        """The decoder's input for a batch: positional encoding of ``index`` or embeddings of ``frames``."""
-        if self.encoder is None:
-            return positional_encoding(index.float() / self.cfg.frames, self.cfg)
-        return self.encoder(frames)
-
     def forward(self, frames: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.frame_inputs(frames, index))
+        """Frames ``index``; HNeRV's encoder reads ``frames`` (the same frames, as floats)."""
+        return self.decoder(index, self.encoder(frames) if self.encoder is not None else None)
