@@ -155,8 +155,8 @@ class ConfiguredCodec:
         return self.codec.encode(image, quality=quality, **self.options)
 
     def with_checkpoint(self, path: Path) -> "ConfiguredCodec":
-        """The same codec, its fit saved to and resumed from ``path`` (the codecs fitted per image)."""
-        if "preset" not in self.options:
+        """The same codec, its fit saved to and resumed from ``path`` (codecs whose fits take one)."""
+        if "checkpoint" not in inspect.signature(self.codec.encode).parameters:
             return self
         out = copy.copy(self)
         out.options = {**self.options, "checkpoint": str(path)}
@@ -256,6 +256,8 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     clash = set(references) & set(loaded)
     if clash:
         raise ValueError(f"reference curves named like measured codecs: {', '.join(sorted(clash))}")
+    if cluster and checkpoint_dir is not None:
+        raise ValueError("checkpoints are for sweeps run here, not on a cluster")
     if anchor is not None and anchor not in loaded and anchor not in references:
         raise ValueError(f"anchor {anchor!r} is neither among the codecs nor the reference curves")
     qualities = dict(qualities or {})
@@ -270,8 +272,6 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
     pooled = [n for n in loaded if workers and not n.startswith(NCODEC_PREFIX)]
     in_process = [n for n in loaded if n not in pooled]
     images = [read_image(p) for p in paths] if in_process else []
-    if cluster and checkpoint_dir is not None:
-        raise ValueError("checkpoints are for sweeps run here, not on a cluster")
     if cluster and in_process:
         _measure_on_cluster(cluster, in_process, sweeps, paths, images, rows, bar)
         in_process = []
@@ -283,7 +283,8 @@ def run_image_eval(image_dir: Path, codecs: list[str], out_dir: Path, per_image:
             for p, img in zip(paths, images):
                 codec = loaded[name]
                 if checkpoint_dir is not None and isinstance(codec, ConfiguredCodec):
-                    codec = codec.with_checkpoint(Path(checkpoint_dir) / f"{p.stem}-{name.replace(':', '-')}-q{q:g}.pt")
+                    stem = f"{p.stem}-{name.replace(':', '-')}-q{q:g}"
+                    codec = codec.with_checkpoint(Path(checkpoint_dir) / f"{stem}.pt")
                 rows[name].append({"image": p.name, "quality": q, **measure(codec, img, q)})
                 bar.update(1)
     if pooled:
