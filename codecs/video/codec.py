@@ -26,7 +26,7 @@ from .bitstream import (MIN_BITS, QuantizedTensor, choose_per_channel, decode_te
                         quantize_tensor, read_table)
 from .fit import embed_frames, finetune, fit, prune_masks
 from .io import MAX_BYTES, MAX_FRAMES, MAX_SIDE, Video, check_fps
-from .models import (ARCHS, MAX_FC_DIM, MAX_KNOTS, OPTIONS, STRIDE_CHOICES, Decoder, INRConfig, parse_size,
+from .models import (ARCHS, MAX_FC_DIM, OPTIONS, STRIDE_CHOICES, Decoder, INRConfig, options_error, parse_size,
                      solve_config)
 
 EMBEDDINGS = "embeddings"
@@ -96,18 +96,16 @@ def _settings(arch: str, options: dict, quality: float | None, shape: tuple[int,
     if s["params"] > MAX_STORED_PARAMS:
         raise UsageError(f"model size {s['params']} is above the {MAX_STORED_PARAMS} values a video stream may hold")
     for key, lo, hi in (("epochs", 1, 1_000_000), ("bits", 2, 16), ("embed_bits", 2, 16), ("batch_size", 1, 4096),
-                        ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000), ("time_knots", 0, MAX_KNOTS),
-                        ("local_knots", 0, MAX_KNOTS), ("affine_knots", 0, MAX_KNOTS), ("residual", 0, 1)):
+                        ("prune_epochs", 0, 1_000_000), ("qat_epochs", 0, 1_000_000)):
         if not isinstance(s[key], int) or not lo <= s[key] <= hi:
             raise UsageError(f"{key.replace('_', '-')} must be an integer in {lo}..{hi}")
     if not 0 <= s["prune"] < 1:
         raise UsageError("prune must be a fraction in [0, 1)")
     if not 0 < s["lr"] < 1:
         raise UsageError("lr must be in (0, 1)")
-    if s["time_knots"] and arch != "nerv":
-        raise UsageError("time-knots replaces NeRV's positional encoding; it is an option of nerv only")
-    if 1 in (s["time_knots"], s["local_knots"], s["affine_knots"]):
-        raise UsageError("time-knots, local-knots and affine-knots need at least 2 knots (0 turns them off)")
+    error = options_error(arch, {k: s[k] for k in OPTIONS})
+    if error:
+        raise UsageError(error)
     return s
 
 
@@ -146,8 +144,7 @@ def _check_config(c: Container) -> tuple[INRConfig, int, int]:
           and 1 <= values["embed_dim"] <= 256 and 1 <= values["ks_min"] <= values["ks_max"] <= 9
           and 1000 <= values["reduce_permille"] <= 4000 and 1 <= values["lower_width"] <= MAX_FC_DIM
           and 1 <= values["pe_levels"] <= 256 and 1000 <= values["pe_base_permille"] <= 4000
-          and all(2 <= values.get(k, 2) <= MAX_KNOTS for k in ("time_knots", "local_knots", "affine_knots"))
-          and values.get("residual", 1) == 1 and (c.model == "nerv" or "time_knots" not in values))
+          and options_error(c.model, {k: values[k] for k in OPTIONS if k in values}) is None)
     if ok:
         s = int(np.prod(strides))
         ok = (values["height"] % s == 0 and values["width"] % s == 0 and 0 < values["height"] <= 2 * MAX_SIDE

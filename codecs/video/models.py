@@ -122,6 +122,22 @@ class INRConfig:
         return n
 
 
+def options_error(arch: str, options: dict) -> str | None:
+    """Why architecture ``options`` (some of :data:`OPTIONS` by name) are invalid for ``arch``; None
+    when they are valid.  The one check behind both a refused encode and a refused stream."""
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{flag} must be an integer"
+        if name == "residual" and value not in (0, 1):
+            return "residual is on (1) or off (0)"
+        if name != "residual" and value and not 2 <= value <= MAX_KNOTS:
+            return f"{flag} must be 0 (off) or 2..{MAX_KNOTS} knots"
+    if options.get("time_knots") and arch != "nerv":
+        return "time-knots replaces NeRV's positional encoding; it is an option of nerv only"
+    return None
+
+
 def choose_strides(height: int, width: int) -> tuple[int, ...]:
     """Upsampling strides (largest first, at most 5 stages) for a frame size: a feature grid of
     2-4 cells on the short side (HNeRV uses 2x4 for 640x1280 with strides 5,4,4,2,2), little padding,
