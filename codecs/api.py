@@ -100,7 +100,7 @@ def _checked_options(app, command: str, options: dict) -> dict:
 
 def decode(data: bytes, device: str | None = None, **options):
     """Decompress container bytes with the codec and model recorded in them; ``options`` are the
-    modality's decode settings (images: ``precision``)."""
+    modality's decode settings (images and video: ``precision``)."""
     c = Container.from_bytes(data)
     app = _container_app(c)
     return app.decode(c, _device(device), **_checked_options(app, "decode", options))

@@ -16,9 +16,10 @@ from ncodec.eval.metrics import psnr
 from ncodec.video import app
 from ncodec.video.bitstream import decode_tensors, encode_tensors, quantize_tensor
 from ncodec.video import fit
-from ncodec.video.codec import DEFAULTS, NERV_STEM, PRESETS, VideoCodec, read_tensors
+from ncodec.video import codec as video_codec
+from ncodec.video.codec import DEFAULTS, NERV_STEM, PRESETS, VideoCodec, quality_params, read_tensors
 from ncodec.video.io import Video, read_video, write_video
-from ncodec.video.models import choose_strides, solve_config
+from ncodec.video.models import MAX_FRAME_MACS, Decoder, choose_strides, solve_config
 
 FAST = {"size": "12k", "epochs": 25, "progress": False}
 
@@ -71,6 +72,55 @@ def test_size_solver_meets_budget():
             assert abs(cfg.stored_params() - budget) / budget < 0.05   # one channel of fc_dim apart
     with pytest.raises(UsageError):
         solve_config("hnerv", 1000, 120, 144, 176)
+
+
+def test_large_frames_get_a_decoder_within_the_frame_budget():
+    """854x480 at quality 3 would cost HNeRV's shape about 4x the budget: the stages narrow faster
+    at the same parameter count; a QCIF clip keeps HNeRV's shape, an explicit one is kept."""
+    budget = quality_params(3, 50, 480, 854)
+    wide = solve_config("nerv", budget, 50, 480, 854, reduce_permille=1200)
+    capped = solve_config("nerv", budget, 50, 480, 854)
+    assert capped.macs_per_frame() <= MAX_FRAME_MACS < wide.macs_per_frame()
+    assert abs(capped.stored_params() - budget) / budget < 0.05
+    qcif = solve_config("nerv", quality_params(3, 120, 144, 176), 120, 144, 176)
+    assert (qcif.reduce_permille, qcif.ks_max) == (1200, 5) and (wide.reduce_permille, wide.ks_max) == (1200, 5)
+
+
+@pytest.mark.parametrize("arch, options", [("nerv", {}), ("hnerv", {"residual": 1}), ("nerv", {"time_knots": 4})])
+def test_decoder_multiply_adds_are_counted(arch, options):
+    """macs_per_frame against the multiply-adds of every convolution and linear layer of a real pass."""
+    cfg = solve_config(arch, 20_000, 4, 60, 90, **options)
+    decoder, counted = Decoder(cfg), []
+
+    def count(module, inputs, output):
+        per_output = module.in_features if isinstance(module, torch.nn.Linear) else \
+            module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        counted.append(output.numel() * per_output)
+
+    for m in decoder.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(count)
+    embeddings = torch.zeros(1, cfg.embed_dim, *cfg.grid) if arch == "hnerv" else None
+    with torch.no_grad():
+        decoder(torch.zeros(1, dtype=torch.long), embeddings)
+    assert sum(counted) == cfg.macs_per_frame()
+
+
+def test_bf16_synthesis_is_what_the_encoder_reconstructs(clip, monkeypatch):
+    """Synthesis under bf16 (the default for large frames where bf16 is faster, forced here on any
+    CPU) is what the encoder reports, decodes exactly, and stays within 0.1 dB of float32; the
+    decode flag picks either precision for any stream."""
+    encoded = VideoCodec("nerv", "cpu").encode_and_reconstruct(clip, **FAST)    # small frames: float32
+    bf16 = VideoCodec("nerv", "cpu", "bfloat16").encode_and_reconstruct(clip, **FAST)
+    assert bf16.data == encoded.data and not np.array_equal(bf16.reconstruction, encoded.reconstruction)
+    assert abs(psnr(clip.frames, bf16.reconstruction) - psnr(clip.frames, encoded.reconstruction)) < 0.1
+    monkeypatch.setattr(video_codec, "BF16_MIN_PIXELS", clip.frames.shape[1] * clip.frames.shape[2])
+    monkeypatch.setattr(video_codec, "bf16_pays", lambda device: True)
+    assert np.array_equal(VideoCodec("nerv", "cpu").decode(encoded.data).frames, bf16.reconstruction)
+    container = Container.from_bytes(encoded.data)
+    assert np.array_equal(app.decode(container, "cpu", "float32").frames, encoded.reconstruction)
+    with pytest.raises(UsageError):
+        VideoCodec("nerv", "cpu", "float16")
 
 
 def test_decode_is_exact_and_above_floor(coded, clip):

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..container import Container
 from ..errors import CorruptStreamError, ModelMismatchError, UsageError
 from ..fileio import check_output, write_bytes
+from ..registry import PRECISION_OPTION
 
 CODECS = {
     "factorized": "Ballé 2018 factorized prior, variable rate (qualities 1-6)",
@@ -27,17 +28,12 @@ FITTED = (OVERFIT, LOSSLESS)     # fitted to each image at encoding time: no wei
 WEIGHT_FILES = {name: f"image-{name}.safetensors" for name in CODECS if name not in FITTED}
 DECODED_SUFFIX = ".png"
 COMMANDS = {"train": "ncodec.image.train", "eval": "ncodec.eval.rd_image"}
-_PRECISION = ("--precision", {"choices": ["float32", "bfloat16"],
-                              "help": "image: analysis/synthesis transforms in this precision (default float32 on "
-                                      "CPU, bfloat16 on CUDA; bfloat16 is about 2-3x faster on CPUs with AMX or "
-                                      "AVX512-BF16); any precision decodes any stream, results differ slightly"})
-
 
 def encode_options() -> list[tuple[str, dict]]:
     """Flags of ``ncodec encode`` for images (``--quality`` is common to every modality)."""
     return [("--refine", {"type": int, "help": "image: optimise the latent for this image in N steps first "
                                                "(e.g. 100; slower encoding, smaller files, same decoder)"}),
-            _PRECISION,
+            PRECISION_OPTION,
             ("--preset", {"choices": ["fast", "medium", "slow"],
                           "help": "codecs fitted to each image or clip: fitting time. overfit: fast (default, about 10 "
                                   "minutes for a 768x512 photo on 2 CPU cores), medium (about 3x longer), slow (for "
@@ -55,7 +51,7 @@ def encode_options() -> list[tuple[str, dict]]:
 
 def decode_options() -> list[tuple[str, dict]]:
     """Flags of ``ncodec decode`` for images."""
-    return [_PRECISION]
+    return [PRECISION_OPTION]
 
 
 def accepts(path: Path) -> bool:

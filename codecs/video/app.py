@@ -15,6 +15,7 @@ from pathlib import Path
 from ..container import Container
 from ..errors import CorruptStreamError, UsageError
 from ..fileio import check_output, write_bytes
+from ..registry import PRECISION_OPTION
 
 CODECS = {
     "hnerv": "HNeRV: per-frame content embeddings + HNeRV decoder fitted to the clip (--quality, --preset)",
@@ -62,8 +63,8 @@ def encode_options() -> list[tuple[str, dict]]:
 
 
 def decode_options() -> list[tuple[str, dict]]:
-    """Flags of ``ncodec decode`` for video: none."""
-    return []
+    """Flags of ``ncodec decode`` for video: the synthesis precision (the flag images share)."""
+    return [PRECISION_OPTION]
 
 
 def accepts(path: Path) -> bool:
@@ -76,11 +77,12 @@ def accepts(path: Path) -> bool:
     return path.suffix.lower() in READ_SUFFIXES
 
 
-def load_codec(name: str, device: str):
-    """The :class:`~ncodec.video.codec.VideoCodec` named ``name`` on ``device``."""
+def load_codec(name: str, device: str, precision: str | None = None):
+    """The :class:`~ncodec.video.codec.VideoCodec` named ``name`` on ``device`` (``precision`` of
+    its synthesis as there)."""
     from .codec import VideoCodec
 
-    return VideoCodec(name, device)
+    return VideoCodec(name, device, precision)
 
 
 def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: bool, options: dict) -> dict:
@@ -109,12 +111,12 @@ def encode_file(src: Path, dst: Path, codec: str | None, device: str, force: boo
                        f"{psnr_db:.2f} dB PSNR over {t} frames {w}x{h}"}
 
 
-def decode(container: Container, device: str):
+def decode(container: Container, device: str, precision: str | None = None):
     """The decoded :class:`~ncodec.video.io.Video`."""
-    return load_codec(container.model, device).decode(container)
+    return load_codec(container.model, device, precision).decode(container)
 
 
-def decode_file(container: Container, dst: Path, device: str, force: bool) -> str:
+def decode_file(container: Container, dst: Path, device: str, force: bool, precision: str | None = None) -> str:
     """Decode to lossless H.264 4:4:4 (``.mp4``/``.mkv``), ``.y4m``, or PNG frames in a folder ``dst``."""
     from .io import write_video
 
@@ -122,7 +124,7 @@ def decode_file(container: Container, dst: Path, device: str, force: bool) -> st
     if dst.suffix:
         check_output(dst, force)
     t0 = time.perf_counter()
-    video = load_codec(container.model, device).decode(container)
+    video = load_codec(container.model, device, precision).decode(container)
     decode_s = time.perf_counter() - t0
     write_video(dst, video, force)
     t, h, w = video.shape

@@ -7,8 +7,10 @@ tensor table (``meta``) and the coded symbols (``symbols``); decoding rebuilds t
 the fields, loads the dequantised tensors and synthesises every frame.
 
 The coded symbols are bit-exact on every machine.  The synthesised pixels are the output of a
-float32 network: identical to the encoder's own reconstruction on the same device and torch build,
-and within rounding (rarely +-1 level) elsewhere.
+float network: identical to the encoder's own reconstruction on the same device and torch build,
+and within rounding (rarely +-1 level) elsewhere.  Frames of :data:`BF16_MIN_PIXELS` and more are
+synthesised under bf16 autocast where that is faster (CUDA, CPUs with AVX512-BF16 or AMX: about
+twice the frame rate, 0.02 dB lower PSNR, up to a few levels from a float32 decode).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch
 
 from ..container import Container
 from ..errors import CorruptStreamError, InputError, ModelMismatchError, UsageError
-from ..training import named_preset
+from ..training import bf16_pays, named_preset
 from .bitstream import (MIN_BITS, QuantizedTensor, choose_per_channel, decode_tensors, encode_tensors,
                         quantize_tensor, read_table)
 from .fit import embed_frames, finetune, fit, prune_masks
@@ -32,6 +34,7 @@ from .models import (ARCHS, MAX_FC_DIM, OPTIONS, STRIDE_CHOICES, Decoder, INRCon
 EMBEDDINGS = "embeddings"
 NERV_STEM = "stem.weight"   # 12-30 % of NeRV's values; quantised with one bit fewer than --bits (measured)
 MAX_STORED_PARAMS = 200_000_000
+BF16_MIN_PIXELS = 300_000   # frames from this size on are synthesised in bf16 where bf16 is faster
 
 
 @dataclass(frozen=True)
@@ -110,16 +113,18 @@ def _settings(arch: str, options: dict, quality: float | None, shape: tuple[int,
 
 
 @torch.no_grad()
-def synthesize(decoder: Decoder, embeddings: torch.Tensor | None, height: int, width: int,
+def synthesize(decoder: Decoder, embeddings: torch.Tensor | None, height: int, width: int, bf16: bool = False,
                batch: int = 4) -> np.ndarray:
-    """Every frame of the representation as T x height x width x 3 uint8."""
+    """Every frame of the representation as T x height x width x 3 uint8 (under bf16 autocast if ``bf16``)."""
     cfg = decoder.cfg
     device = next(decoder.parameters()).device
     out = np.empty((cfg.frames, height, width, 3), dtype=np.uint8)
     for start in range(0, cfg.frames, batch):
         idx = torch.arange(start, min(start + batch, cfg.frames), device=device)
-        x = decoder(idx, embeddings[idx] if embeddings is not None else None)[:, :, :height, :width]
-        out[start:start + len(idx)] = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = decoder(idx, embeddings[idx] if embeddings is not None else None)[:, :, :height, :width].float()
+        pixels = x.clamp_(0, 1).mul_(255).round_().permute(0, 2, 3, 1)      # in place: no copies of 480p frames
+        torch.from_numpy(out[start:start + len(idx)]).copy_(pixels)
     return out
 
 
@@ -171,16 +176,27 @@ class Encoding:
 
 class VideoCodec:
     """NeRV or HNeRV: ``encode(video, size=..., epochs=...)`` fits and codes, ``decode`` synthesises.
-    The object holds only its name and device, so one object may code any number of clips."""
+    The object holds only its name, device and synthesis precision, so one object may code any
+    number of clips."""
 
     modality = "video"
 
-    def __init__(self, name: str, device: str = "cpu"):
+    def __init__(self, name: str, device: str = "cpu", precision: str | None = None):
+        """``precision`` of the synthesis: "float32", "bfloat16", or None (bf16 for frames of
+        :data:`BF16_MIN_PIXELS` and more where bf16 is faster, else float32)."""
         if name not in ARCHS:
             raise UsageError(f"unknown video codec {name!r}; available: {', '.join(ARCHS)}")
         if device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda was asked for but no CUDA GPU is available")
-        self.name, self.device = name, torch.device(device)
+        if precision not in (None, "float32", "bfloat16"):
+            raise UsageError(f"precision must be float32 or bfloat16, not {precision!r}")
+        self.name, self.device, self.precision = name, torch.device(device), precision
+
+    def _bf16(self, height: int, width: int) -> bool:
+        """Whether frames of this size are synthesised under bf16 autocast."""
+        if self.precision is not None:
+            return self.precision == "bfloat16"
+        return height * width >= BF16_MIN_PIXELS and bf16_pays(self.device)
 
     def encode(self, data, quality=None, **options) -> bytes:
         """Fit, compress and code a clip.  ``quality`` (1-6, default 3) sets the model size relative
@@ -242,7 +258,7 @@ class VideoCodec:
         decoder = Decoder(cfg).to(self.device, memory_format=torch.channels_last)   # 1.7x faster on a CPU
         decoder.load_state_dict({n: q.dequantize() for n, q in coded.items() if n != EMBEDDINGS})
         embeddings = coded[EMBEDDINGS].dequantize().to(self.device) if EMBEDDINGS in coded else None
-        return synthesize(decoder.eval(), embeddings, h, w)
+        return synthesize(decoder.eval(), embeddings, h, w, self._bf16(h, w))
 
     def decode(self, data: bytes | Container) -> Video:
         """Container bytes -> the decoded :class:`Video`: the stream's tensors (:func:`read_tensors`)

@@ -28,7 +28,10 @@ Options from the papers that followed, each off by default (see docs/models.md f
 
 :func:`solve_config` picks ``fc_dim`` so that the stored parameters (decoder, plus embeddings
 for HNeRV) meet a budget, the role of HNeRV's model-size solver; it searches the exact count
-rather than solving an approximate quadratic.
+rather than solving an approximate quadratic.  Where HNeRV's shape would cost more than
+:data:`MAX_FRAME_MACS` multiply-adds a frame (large frames at higher qualities), the widths shrink
+faster from stage to stage, then the kernels stop at 3x3 (:data:`SHAPES`): the same parameters move
+towards the small feature maps, and 854x480 decodes in real time on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -48,6 +51,9 @@ OPTIONS = ("time_knots", "local_knots", "affine_knots", "residual")   # INRConfi
 MAX_KNOTS = 4096
 STRIDE_CHOICES = (5, 4, 3, 2)
 MAX_FC_DIM = 4096
+# decoder shapes (width ratio between stages x 1000, largest kernel), tried in order until one fits the budget
+SHAPES = ((1200, 5), (1600, 5), (2000, 5), (2000, 3))
+MAX_FRAME_MACS = 2_500_000_000   # decoder multiply-adds a frame: 854x480 decodes at about 30 frames/s on 2 cores (bf16)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,23 @@ class INRConfig:
         """8 bytes identifying the architecture (the container's ``weights_digest``)."""
         return hashlib.sha256(json.dumps(self.to_fields(), sort_keys=True).encode()).digest()[:8]
 
+    def macs_per_frame(self) -> int:
+        """Multiply-adds of the decoder for one frame: stem, upsampling blocks (with the residual
+        option's blocks) and head; the options' additions and activations left out."""
+        gh, gw = self.grid
+        widths = self.widths()
+        if self.arch == "hnerv":
+            total = self.embed_dim * self.fc_dim * gh * gw
+        else:
+            total = 0 if self.time_knots else 2 * self.pe_levels * self.fc_dim * gh * gw
+        h, w = gh, gw
+        for i, s in enumerate(self.strides):
+            total += widths[i] * widths[i + 1] * s * s * self.kernel(i) ** 2 * h * w
+            h, w = h * s, w * s
+            if self.residual:
+                total += (9 + widths[i + 1]) * widths[i + 1] * h * w
+        return total + widths[-1] * 3 * 9 * h * w
+
     def stored_params(self) -> int:
         """Parameters the stream carries: the decoder, plus the embeddings for HNeRV."""
         with torch.device("meta"):
@@ -164,9 +187,23 @@ def solve_config(arch: str, params: int, frames: int, height: int, width: int, s
     """The config whose stored parameter count is closest to ``params`` (frames are padded to a
     multiple of the total stride).  Budgets too small for the default ``lower_width`` of 12 get
     narrower final stages (8, then 4); below the smallest of those, the smallest config when
-    ``smallest_if_below``, else an error."""
+    ``smallest_if_below``, else an error.  Unless ``reduce_permille`` or ``ks_max`` is given, the
+    first of :data:`SHAPES` whose decoder stays within :data:`MAX_FRAME_MACS` (else the last)."""
     if arch not in ARCHS:
         raise UsageError(f"unknown video architecture {arch!r}; choose {' or '.join(ARCHS)}")
+    if "reduce_permille" in overrides or "ks_max" in overrides:
+        return _solve_widths(arch, params, frames, height, width, smallest_if_below, **overrides)
+    for reduce, kernel in SHAPES:
+        cfg = _solve_widths(arch, params, frames, height, width, smallest_if_below, reduce_permille=reduce,
+                            ks_max=kernel, **overrides)
+        if cfg.macs_per_frame() <= MAX_FRAME_MACS:
+            break
+    return cfg
+
+
+def _solve_widths(arch: str, params: int, frames: int, height: int, width: int, smallest_if_below: bool,
+                  **overrides) -> INRConfig:
+    """:func:`solve_config` for one set of shape settings: the ``fc_dim`` that meets ``params``."""
     strides = tuple(overrides.pop("strides", None) or choose_strides(height, width))
     s = math.prod(strides)
     base = dict(arch=arch, frames=frames, height=-(-height // s) * s, width=-(-width // s) * s, strides=strides)
