@@ -31,7 +31,7 @@ for HNeRV) meet a budget, the role of HNeRV's model-size solver; it searches the
 rather than solving an approximate quadratic.  Where HNeRV's shape would cost more than
 :data:`MAX_FRAME_MACS` multiply-adds a frame (large frames at higher qualities), the widths shrink
 faster from stage to stage, then the kernels stop at 3x3 (:data:`SHAPES`): the same parameters move
-towards the small feature maps, and 854x480 decodes in real time on 2 CPU cores.
+towards the small feature maps, and 854x480 decodes at about real time on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ STRIDE_CHOICES = (5, 4, 3, 2)
 MAX_FC_DIM = 4096
 # decoder shapes (width ratio between stages x 1000, largest kernel), tried in order until one fits the budget
 SHAPES = ((1200, 5), (1600, 5), (2000, 5), (2000, 3))
-MAX_FRAME_MACS = 2_500_000_000   # decoder multiply-adds a frame: 854x480 decodes at about 30 frames/s on 2 cores (bf16)
+MAX_FRAME_MACS = 2_500_000_000   # decoder multiply-adds a frame: 854x480 decodes at 23-32 frames/s on 2 cores (bf16)
 
 
 @dataclass(frozen=True)
