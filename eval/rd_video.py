@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..fileio import write_text
+from ..video.app import ARCHITECTURE_OPTIONS
 from . import bdrate
 from .metrics import ms_ssim, psnr
 from .plot import plot_rd
@@ -181,12 +182,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", default=None, help="comma-separated weight/embedding bit depths (default: the codec's)")
     p.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the preset's)")
     p.add_argument("--qat-epochs", type=int, default=None, help="quantisation-aware epochs (default: the preset's)")
-    p.add_argument("--time-knots", type=int, default=None, help="NeRV: temporal feature grids (see ncodec encode)")
-    p.add_argument("--local-knots", type=int, default=None, help="hnerv/nerv: local encodings (see ncodec encode)")
-    p.add_argument("--affine-knots", type=int, default=None,
-                   help="hnerv/nerv: temporal affine transforms (see ncodec encode)")
-    p.add_argument("--residual", action="store_const", const=1, default=None,
-                   help="hnerv/nerv: NeRV++ residual blocks and bilinear skips")
+    for flag, kwargs in ARCHITECTURE_OPTIONS:
+        p.add_argument(flag, **kwargs, default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--crop", default=None, help="centre crop WxH before coding (e.g. 1280x640)")
     p.add_argument("--resize", default=None, help="resample to WxH before coding (after any crop)")

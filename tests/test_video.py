@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import DATA
-from ncodec import training
+from ncodec import registry, training
 from ncodec.container import Container
 from ncodec.errors import CorruptStreamError, InputError, UsageError
 from ncodec.eval.metrics import psnr
@@ -19,7 +19,7 @@ from ncodec.video import fit
 from ncodec.video import codec as video_codec
 from ncodec.video.codec import DEFAULTS, NERV_STEM, PRESETS, VideoCodec, quality_params, read_tensors
 from ncodec.video.io import Video, read_video, write_video
-from ncodec.video.models import MAX_FRAME_MACS, Decoder, choose_strides, solve_config
+from ncodec.video.models import MAX_FRAME_MACS, OPTIONS, Decoder, choose_strides, solve_config
 
 FAST = {"size": "12k", "epochs": 25, "progress": False}
 
@@ -192,6 +192,7 @@ def test_architecture_options_decode_exactly(clip, arch, options):
             VideoCodec("nerv", "cpu").encode(clip, **FAST, **bad)
     with pytest.raises(UsageError):
         VideoCodec("hnerv", "cpu").encode(clip, **FAST, time_knots=4)
+    assert [registry.option_dest(f, k) for f, k in app.ARCHITECTURE_OPTIONS] == list(OPTIONS)   # every one a flag
 
 
 def test_quality_sets_the_model_size_and_the_preset_the_fit(clip):

@@ -25,6 +25,18 @@ DEFAULT_CODEC = "nerv"          # beats hnerv per CPU minute on carphone and bla
 DECODED_SUFFIX = ".mp4"
 COMMANDS = {"eval": "ncodec.eval.rd_video"}
 _READ_OPTIONS = ("frame_size", "fps", "max_frames", "crop")
+# the architecture options (models.OPTIONS) as flags of `ncodec encode` and `ncodec eval video`
+ARCHITECTURE_OPTIONS = [
+    ("--time-knots", {"type": int, "help": "video: NeRV only: learned temporal feature grids of this many knots "
+                                           "(and coarser) instead of the positional encoding (default off)"}),
+    ("--local-knots", {"type": int, "help": "video: learned encodings of the position inside every upsampling "
+                                            "patch, over this many knots in time (default off)"}),
+    ("--affine-knots", {"type": int, "help": "video: a learned per-channel scale and shift of every upsampling "
+                                             "block over this many knots in time (Boosting-NeRV; default off)"}),
+    ("--residual", {"action": "store_const", "const": 1,
+                    "help": "video: a separable-convolution residual block and a bilinear skip around every "
+                            "upsampling block (NeRV++)"}),
+]
 
 
 def encode_options() -> list[tuple[str, dict]]:
@@ -45,15 +57,7 @@ def encode_options() -> list[tuple[str, dict]]:
         ("--prune", {"type": float, "help": "video: fraction of weights to prune by magnitude (default 0)"}),
         ("--prune-epochs", {"type": int, "help": "video: fine-tune epochs after pruning (default 0)"}),
         ("--qat-epochs", {"type": int, "help": "video: quantisation-aware fine-tune epochs (default: the preset's)"}),
-        ("--time-knots", {"type": int, "help": "video: NeRV only: learned temporal feature grids of this many knots "
-                                               "(and coarser) instead of the positional encoding (default off)"}),
-        ("--local-knots", {"type": int, "help": "video: learned encodings of the position inside every upsampling "
-                                                "patch, over this many knots in time (default off)"}),
-        ("--affine-knots", {"type": int, "help": "video: a learned per-channel scale and shift of every upsampling "
-                                                 "block over this many knots in time (Boosting-NeRV; default off)"}),
-        ("--residual", {"action": "store_const", "const": 1,
-                        "help": "video: a separable-convolution residual block and a bilinear skip around every "
-                                "upsampling block (NeRV++)"}),
+        *ARCHITECTURE_OPTIONS,
         ("--checkpoint", {"help": "video: checkpoint file to save the fit to and resume it from"}),
         ("--frame-size", {"help": "video: WxH of raw .yuv (I420) input"}),
         ("--fps", {"help": "video: frame rate of raw .yuv or frame-folder input (default 25)"}),
